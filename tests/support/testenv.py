@@ -1,0 +1,116 @@
+"""Access to the test control plane started by scripts/testenv.sh (real etcd, kube-apiserver,
+kube-controller-manager, kube-scheduler and kwok on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from kubernetes import client, config
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TESTENV_SCRIPT = REPO_ROOT / "scripts" / "testenv.sh"
+
+IDENTITIES = ("admin", "developer", "stranger")
+
+
+class TestEnvError(RuntimeError):
+    """The control plane could not be started or reached."""
+
+
+def _parse_exports(text: str) -> dict[str, str]:
+    exports: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("export ") and "=" in line:
+            key, value = line[len("export ") :].split("=", 1)
+            exports[key] = value
+    return exports
+
+
+@dataclass(frozen=True)
+class TestEnv:
+    """A running test control plane: its state directory, pinned binaries and identities."""
+
+    state_dir: Path
+    bin_dir: Path
+
+    __test__ = False  # not a pytest test class
+
+    @classmethod
+    def up(cls) -> tuple[TestEnv, bool]:
+        """Start (or reuse) the control plane. Returns it and whether this call started it."""
+        was_running = subprocess.run(
+            [str(TESTENV_SCRIPT), "status"], capture_output=True, text=True
+        ).returncode == 0
+        proc = subprocess.run([str(TESTENV_SCRIPT), "up"], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise TestEnvError(
+                f"scripts/testenv.sh up failed (exit {proc.returncode}):\n{proc.stderr[-6000:]}"
+            )
+        exports = _parse_exports(proc.stdout)
+        bin_dir = Path(exports["PATH"].split(":", 1)[0])
+        return cls(state_dir=Path(exports["AGENTIC_TESTENV_DIR"]), bin_dir=bin_dir), not was_running
+
+    @staticmethod
+    def down() -> None:
+        subprocess.run([str(TESTENV_SCRIPT), "down"], capture_output=True, text=True, check=True)
+
+    def kubeconfig(self, who: str = "admin") -> Path:
+        if who not in IDENTITIES:
+            raise ValueError(f"unknown identity {who!r}; known: {', '.join(IDENTITIES)}")
+        return self.state_dir / ("kubeconfig" if who == "admin" else f"{who}.kubeconfig")
+
+    def environ(self, who: str = "admin") -> dict[str, str]:
+        """os.environ with KUBECONFIG for `who` and the pinned helm/kubectl/kwok first on PATH."""
+        env = dict(os.environ)
+        env["KUBECONFIG"] = str(self.kubeconfig(who))
+        env["PATH"] = f"{self.bin_dir}:{env.get('PATH', '')}"
+        env["AGENTIC_TESTENV_DIR"] = str(self.state_dir)
+        return env
+
+    def api_client(self, who: str = "admin") -> client.ApiClient:
+        return config.new_client_from_config(config_file=str(self.kubeconfig(who)))
+
+    def kubectl(self, *args: str, who: str = "admin", check: bool = True, input: str | None = None,
+                timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.bin_dir / "kubectl"), *args], env=self.environ(who), capture_output=True,
+            text=True, check=check, input=input, timeout=timeout,
+        )
+
+    def helm(self, *args: str, who: str = "admin", check: bool = True,
+             timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.bin_dir / "helm"), *args], env=self.environ(who), capture_output=True,
+            text=True, check=check, timeout=timeout,
+        )
+
+    def restart(self, component: str) -> None:
+        """Kill one component and start it again on the same ports."""
+        proc = subprocess.run([str(TESTENV_SCRIPT), "restart", component], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise TestEnvError(f"restart {component} failed:\n{proc.stderr[-4000:]}")
+
+    # -- container logs served by kwok ---------------------------------------------------------
+
+    def pod_log_file(self, namespace: str, pod: str, timeout: float = 30) -> Path:
+        """The file kwok serves as the pod's container log (made by the log provisioner)."""
+        path = self.state_dir / "pod-logs" / namespace / f"{pod}.log"
+        deadline = time.monotonic() + timeout
+        while not path.exists():
+            if time.monotonic() > deadline:
+                raise TestEnvError(f"no log file for pod {namespace}/{pod} after {timeout}s")
+            time.sleep(0.1)
+        return path
+
+    def append_log(self, namespace: str, pod: str, *lines: str, stream: str = "stdout") -> None:
+        """Make the pod's container 'print' lines: append them in CRI log format."""
+        path = self.pod_log_file(namespace, pod)
+        with path.open("a", encoding="utf-8") as f:
+            for line in lines:
+                stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+                f.write(f"{stamp} {stream} F {line}\n")
