@@ -601,8 +601,18 @@ cmd_restart() {
   log "restarted $name"
 }
 
+# Serialise up/down/restart: concurrent test sessions may share one environment.
+lock() {
+  mkdir -p "$CACHE_DIR"
+  exec 9>"$CACHE_DIR/.lock"
+  flock 9
+}
+
 main() {
   local cmd=${1:-}
+  case $cmd in
+  up | down | restart) lock ;;
+  esac
   case $cmd in
   up) cmd_up ;;
   down) cmd_down ;;

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 import uuid
@@ -17,13 +18,14 @@ from tests.support.testenv import TestEnv, TestEnvError
 @pytest.fixture(scope="session")
 def testenv() -> Iterator[TestEnv]:
     """The control plane, brought up once per session. A control plane that cannot start is a
-    failure (never a skip): the tests that need it cannot say anything without it."""
+    failure (never a skip): the tests that need it cannot say anything without it.
+    It is stopped at the end only if this session started it and AGENTIC_TESTENV_KEEP is unset."""
     try:
         env, started = TestEnv.up()
     except TestEnvError as exc:
         pytest.fail(str(exc), pytrace=False)
     yield env
-    if started:
+    if started and not os.environ.get("AGENTIC_TESTENV_KEEP"):
         TestEnv.down()
 
 
