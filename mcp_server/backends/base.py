@@ -1,0 +1,71 @@
+"""Where a task runs: the protocol every backend implements.
+
+A backend serves ONE environment (its namespace / working directory). `mcp_server.service` builds one
+per environment from the configuration (`backend: kubernetes|local`) and calls only these methods.
+A backend class takes `(environment: config.EnvironmentSettings, settings: config.Settings)`:
+`kubernetes.KubernetesBackend`, `local.LocalBackend`. Every method is synchronous (the MCP server
+runs them in worker threads) and raises only
+`mcp_server.errors.RunnerError` subclasses: `TaskNotFound`, `Forbidden`, `InvalidInput`, `Conflict`,
+`BackendUnavailable`.
+
+Contract of each method:
+
+- `spawn(spec)`: start the task. Idempotent: if the task (same `task_id` on the same
+  `base_branch`) exists already, return its handle with `created=False` and start nothing, also when
+  several identical calls race. `spec.task_branch` is already rendered and validated.
+  `spec.timeout_minutes=None` means the environment's default.
+- `list_tasks()`: every task of the environment, newest first. One list request per kind of object.
+- `status(ref)`: one task in full, with its result parsed from the runner's result JSON (termination
+  message / result file, the log marker `AGENTIC_RESULT: ` as fallback). `TaskNotFound` if no task
+  matches; `InvalidInput` on `base_branch` if the id exists on several feature branches.
+- `read_logs(refs, positions, max_lines)`: one non-blocking read. `refs=None` means every task.
+  Returns the lines after `positions` (at most `max_lines`, oldest first, each stream in order), the
+  positions after the returned lines (streams not read keep their position) and each selected task's
+  phase. Reading again from the returned positions never repeats or skips a line, also after the
+  backend was unreachable in between.
+- `cancel(ref)`: stop and delete the task (its Job and pods / its process). Idempotent: a task that
+  is gone already gives a result with nothing deleted.
+- `cleanup(older_than_seconds, dry_run)`: delete finished tasks finished longer ago than
+  `older_than_seconds` (`None`: all finished ones); with `dry_run` only say what would go.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol, runtime_checkable
+
+from mcp_server.models import (
+    BackendName,
+    CancelResult,
+    CleanupResult,
+    LogBatch,
+    StreamPosition,
+    TaskHandle,
+    TaskRef,
+    TaskSpec,
+    TaskStatus,
+)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: BackendName
+    environment: str
+    namespace: str
+
+    def branch_pattern(self) -> str:
+        """The pattern of task branch names, e.g. `agentic/{base_branch}/{task_id}`."""
+        ...
+
+    def spawn(self, spec: TaskSpec) -> TaskHandle: ...
+
+    def list_tasks(self) -> list[TaskStatus]: ...
+
+    def status(self, ref: TaskRef) -> TaskStatus: ...
+
+    def read_logs(self, refs: Sequence[TaskRef] | None, positions: Mapping[str, StreamPosition],
+                  max_lines: int) -> LogBatch: ...
+
+    def cancel(self, ref: TaskRef) -> CancelResult: ...
+
+    def cleanup(self, older_than_seconds: float | None, dry_run: bool) -> CleanupResult: ...

@@ -1,0 +1,307 @@
+"""The data the server, the CLI and the backends exchange (pydantic at the edges).
+
+- Input field types (`TaskIdField`, `BranchField`, ...) carry their JSON-schema constraints and a
+  validator that refuses bad input with an `InvalidInput`-style message; the MCP tools and the CLI use
+  the same types, so both refuse the same things with the same words.
+- `TaskContext` is the JSON document the pod reads (docs/contracts.md, "Task context").
+- `TaskSpec` is a fully resolved request handed to a backend's `spawn`.
+- `TaskHandle`, `TaskStatus`, `AgentInfo`, `LogChunk`, ... are what the tools return.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+from mcp_server import naming
+from mcp_server.errors import InvalidInput
+
+Phase = Literal["pending", "running", "succeeded", "failed", "timed_out", "cancelled"]
+PHASES: tuple[str, ...] = ("pending", "running", "succeeded", "failed", "timed_out", "cancelled")
+FINISHED_PHASES = frozenset({"succeeded", "failed", "timed_out", "cancelled"})
+ResultStatus = Literal["succeeded", "failed", "no_changes", "timed_out", "cancelled"]
+BackendName = Literal["kubernetes", "local"]
+
+
+def _checked(check: Callable[[str, str], str]) -> AfterValidator:
+    """Run a naming check; turn its InvalidInput into a pydantic error that keeps problem + allowed.
+
+    The field name is filled in from the error location by `mcp_server.validation`."""
+
+    def validate(value: str) -> str:
+        try:
+            return check(value, "value")
+        except InvalidInput as exc:
+            raise PydanticCustomError("invalid_input", exc.problem, {"allowed": exc.allowed or ""}) from None
+
+    return AfterValidator(validate)
+
+
+TaskIdField = Annotated[
+    str,
+    Field(description="Task id, e.g. the spec-kit id `T012`.",
+          json_schema_extra={"pattern": r"^[A-Za-z0-9]([A-Za-z0-9_-]*[A-Za-z0-9])?$",
+                             "maxLength": naming.TASK_ID_MAX}),
+    _checked(naming.validate_task_id),
+]
+BranchField = Annotated[
+    str,
+    Field(json_schema_extra={"pattern": r"^[A-Za-z0-9+_][A-Za-z0-9/._+-]*$",
+                             "maxLength": naming.BRANCH_MAX}),
+    _checked(naming.validate_branch),
+]
+RepoField = Annotated[
+    str,
+    Field(json_schema_extra={"maxLength": naming.REPO_MAX}),
+    _checked(naming.validate_repo_url),
+]
+NameField = Annotated[
+    str,
+    Field(json_schema_extra={"pattern": r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$"}),
+    _checked(naming.validate_name),
+]
+EnvironmentField = Annotated[
+    str,
+    Field(json_schema_extra={"pattern": r"^[a-z][a-z0-9-]{0,19}$"}),
+    _checked(naming.validate_environment_name),
+]
+DescriptionField = Annotated[str, Field(min_length=1, max_length=4000)]
+RepoPathField = Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- what goes into the pod ---------------------------------------------------------------------
+
+
+class ContextFile(_Model):
+    path: str = Field(description="Path relative to the repository root.")
+    content: str
+
+
+class TaskContext(_Model):
+    """The task context JSON the runner reads (AGENTIC_TASK_CONTEXT_FILE)."""
+
+    task_id: str
+    description: str
+    repo: str
+    base_branch: str
+    task_branch: str
+    environment: str
+    model: str | None = None
+    agent: str | None = None
+    feature_dir: str | None = None
+    context_files: list[ContextFile] = Field(default_factory=list)
+
+
+class TaskSpec(TaskContext):
+    """A resolved task handed to a backend. `timeout_minutes=None` means the environment's default."""
+
+    timeout_minutes: int | None = None
+
+    def context(self) -> TaskContext:
+        return TaskContext.model_validate(self.model_dump(exclude={"timeout_minutes"}))
+
+
+# -- what comes back ----------------------------------------------------------------------------
+
+
+class TaskResult(BaseModel):
+    """The runner's result JSON (docs/contracts.md, "Runner output"); unknown keys are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    task_id: str | None = None
+    status: ResultStatus
+    branch: str | None = None
+    base: str | None = None
+    commits: int = 0
+    head_sha: str | None = None
+    pushed: bool = False
+    files_changed: list[str] = Field(default_factory=list)
+    summary: str | None = None
+    error: str | None = None
+
+
+class TaskHandle(_Model):
+    task_id: str
+    job: str = Field(description="Name of the Kubernetes Job (or the local run) of the task.")
+    namespace: str
+    environment: str
+    branch: str = Field(description="The task branch the agent commits to and pushes.")
+    base_branch: str
+    created: bool = Field(description="False when the task already existed and was returned as is.")
+    backend: BackendName = "kubernetes"
+
+
+class TaskRef(_Model):
+    """Which task: its id, and the feature branch when the id exists on several."""
+
+    task_id: str
+    base_branch: str | None = None
+
+
+class TaskStatus(_Model):
+    task_id: str
+    environment: str
+    namespace: str
+    job: str
+    backend: BackendName = "kubernetes"
+    base_branch: str | None = None
+    branch: str | None = None
+    repo: str | None = None
+    description: str | None = None
+    phase: Phase
+    step: str | None = Field(None, description="The runner's last reported step (clone, agent, push, ...).")
+    reason: str | None = Field(None, description="Why the task is in its phase, e.g. DeadlineExceeded.")
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    age_seconds: float | None = None
+    duration_seconds: float | None = None
+    node: str | None = None
+    pods: list[str] = Field(default_factory=list)
+    exit_code: int | None = None
+    last_log_line: str | None = None
+    result: TaskResult | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in FINISHED_PHASES
+
+
+class AgentInfo(_Model):
+    """One row of list_agents."""
+
+    task_id: str
+    environment: str
+    base_branch: str | None = None
+    branch: str | None = None
+    job: str
+    phase: Phase
+    age_seconds: float | None = None
+    duration_seconds: float | None = None
+    node: str | None = None
+    last_log_line: str | None = None
+    result_summary: str | None = None
+
+    @classmethod
+    def from_status(cls, status: TaskStatus) -> AgentInfo:
+        summary = None
+        if status.result is not None:
+            summary = status.result.summary or status.result.error or status.result.status
+        return cls(task_id=status.task_id, environment=status.environment, base_branch=status.base_branch,
+                   branch=status.branch, job=status.job, phase=status.phase, age_seconds=status.age_seconds,
+                   duration_seconds=status.duration_seconds, node=status.node,
+                   last_log_line=status.last_log_line, result_summary=summary)
+
+
+class AgentList(_Model):
+    environments: list[str]
+    agents: list[AgentInfo]
+    counts: dict[str, int] = Field(description="Number of tasks per phase.")
+
+
+# -- logs ---------------------------------------------------------------------------------------
+
+
+class StreamPosition(_Model):
+    """How far one log stream (a pod's container, a local run's log file) has been read.
+
+    `after` is the timestamp of the last delivered line and `count` how many lines carrying exactly
+    that timestamp were delivered (a backend without timestamps leaves `after` empty and counts
+    lines). `done` means the stream is finished and fully delivered."""
+
+    after: str | None = None
+    count: int = 0
+    done: bool = False
+
+
+class LogLine(_Model):
+    task_id: str
+    job: str
+    stream: str = Field(description="The pod (or local run) the line comes from.")
+    time: str | None = None
+    text: str
+
+
+class TaskLogState(_Model):
+    task_id: str
+    base_branch: str | None = None
+    job: str
+    phase: Phase
+    finished: bool = Field(description="The task is finished and all its lines are delivered.")
+
+
+class LogBatch(_Model):
+    """One read of a backend: new lines since the positions, the positions after them, the tasks."""
+
+    lines: list[LogLine]
+    positions: dict[str, StreamPosition]
+    tasks: list[TaskLogState]
+
+
+class LogChunk(_Model):
+    """What stream_task_logs returns."""
+
+    lines: list[LogLine]
+    tasks: list[TaskLogState]
+    cursor: str = Field(description="Pass this back as `cursor` to get only the lines after these.")
+    more: bool = Field(description="More lines are already waiting (max_lines was reached).")
+    all_finished: bool = Field(description="Every selected task is finished and fully delivered.")
+
+
+# -- cancel / cleanup / spawn_async -------------------------------------------------------------
+
+
+class CancelResult(_Model):
+    task_id: str
+    environment: str
+    namespace: str
+    deleted_jobs: list[str]
+    deleted_pods: list[str]
+    message: str
+
+
+class CleanupItem(_Model):
+    task_id: str
+    environment: str
+    job: str
+    phase: Phase
+    finished_at: datetime | None = None
+
+
+class CleanupResult(_Model):
+    dry_run: bool
+    deleted: list[CleanupItem] = Field(description="What was deleted (with dry_run: what would be).")
+    kept: int = Field(description="Tasks kept: unfinished or younger than the given age.")
+    message: str
+
+
+class PlannedTask(_Model):
+    task_id: str
+    wave: int
+    description: str
+    action: Literal["spawn", "exists", "wait"]
+    reason: str | None = None
+
+
+class SpawnAsyncResult(_Model):
+    tasks_file: str
+    base_branch: str
+    environment: str
+    dry_run: bool
+    waves: list[list[str]] = Field(description="The open [ASYNC] task ids, wave by wave.")
+    plan: list[PlannedTask]
+    handles: list[TaskHandle]
+    message: str
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json")
