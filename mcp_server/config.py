@@ -79,8 +79,9 @@ class Settings(BaseModel):
         try:
             return self.environments[name]
         except KeyError:
-            raise InvalidInput(field, f"unknown environment {name!r}",
-                               f"one of the configured environments: {self.known}") from None
+            raise InvalidInput(
+                field, f"unknown environment {name!r}", f"one of the configured environments: {self.known}"
+            ) from None
 
 
 class _EnvironmentFile(BaseModel):
@@ -140,19 +141,24 @@ def _env_key(name: str) -> str:
     return name.upper().replace("-", "_")
 
 
-def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = None,
-                  environment: str | None = None) -> Settings:
+def load_settings(
+    environ: Mapping[str, str] | None = None, cwd: Path | None = None, environment: str | None = None
+) -> Settings:
     """Settings from the built-in defaults, the repo's config file and the environment variables.
 
     `environment` (e.g. the CLI's --env) overrides the default environment."""
     environ = os.environ if environ is None else environ
-    repo_root = Path(environ["AGENTIC_REPO_ROOT"]).resolve() if environ.get("AGENTIC_REPO_ROOT") \
+    repo_root = (
+        Path(environ["AGENTIC_REPO_ROOT"]).resolve()
+        if environ.get("AGENTIC_REPO_ROOT")
         else find_repo_root(cwd or Path.cwd())
+    )
     explicit = environ.get("AGENTIC_CONFIG")
     config_path = Path(explicit) if explicit else repo_root / CONFIG_FILE
     if explicit and not config_path.is_file():
-        raise ConfigError(f"AGENTIC_CONFIG names {config_path}, which is not a file. "
-                          "Fix the path or unset it.")
+        raise ConfigError(
+            f"AGENTIC_CONFIG names {config_path}, which is not a file. Fix the path or unset it."
+        )
     file = _read_config_file(config_path) if config_path.is_file() else _ConfigFile()
 
     names = list(BUILTIN_ENVIRONMENTS) + [n for n in file.environments if n not in BUILTIN_ENVIRONMENTS]
@@ -160,8 +166,9 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
         try:
             naming.validate_environment_name(name, "environments")
         except InvalidInput as exc:
-            raise ConfigError(f"invalid configuration file {config_path}: environment name {name!r}: "
-                              f"{exc.allowed}.") from None
+            raise ConfigError(
+                f"invalid configuration file {config_path}: environment name {name!r}: {exc.allowed}."
+            ) from None
     default = environment or environ.get("AGENTIC_ENV") or file.environment or "dev"
 
     global_backend = environ.get("AGENTIC_BACKEND") or file.backend
@@ -174,8 +181,15 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
         entry = file.environments.get(name, _EnvironmentFile())
         key = _env_key(name)
 
-        def pick(attr: str, var: str, fallback: str | None, *, entry: _EnvironmentFile = entry,
-                 key: str = key, name: str = name) -> str | None:
+        def pick(
+            attr: str,
+            var: str,
+            fallback: str | None,
+            *,
+            entry: _EnvironmentFile = entry,
+            key: str = key,
+            name: str = name,
+        ) -> str | None:
             value = environ.get(f"AGENTIC_{key}_{var}")
             if value is None and name == default:
                 value = environ.get(f"AGENTIC_{var}")
@@ -183,8 +197,11 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
 
         kube_context = pick("kube_context", "KUBECONTEXT", file.kube_context)
         kubeconfig = entry.kubeconfig or global_kubeconfig
-        backend = entry.backend or global_backend or (
-            "kubernetes" if _cluster_configured(environ, kube_context, kubeconfig) else "local")
+        backend = (
+            entry.backend
+            or global_backend
+            or ("kubernetes" if _cluster_configured(environ, kube_context, kubeconfig) else "local")
+        )
         environments[name] = EnvironmentSettings(
             name=name,
             namespace=pick("namespace", "NAMESPACE", f"{NAMESPACE_PREFIX}-{name}") or "",
@@ -194,10 +211,17 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
             kubeconfig=kubeconfig,
         )
 
-    settings = Settings(default_environment=default, environments=environments, repo_root=repo_root,
-                        config_file=config_path if config_path.is_file() else None)
+    settings = Settings(
+        default_environment=default,
+        environments=environments,
+        repo_root=repo_root,
+        config_file=config_path if config_path.is_file() else None,
+    )
     if default not in environments:
         source = "--env" if environment else "AGENTIC_ENV" if environ.get("AGENTIC_ENV") else "environment"
-        raise InvalidInput(source, f"unknown environment {default!r}",
-                           f"one of the configured environments: {settings.known}")
+        raise InvalidInput(
+            source,
+            f"unknown environment {default!r}",
+            f"one of the configured environments: {settings.known}",
+        )
     return settings

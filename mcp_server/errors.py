@@ -26,7 +26,7 @@ class RunnerError(Exception):
 
 
 class InvalidInput(RunnerError):
-    """One input field was refused. Nothing was created."""
+    """One input field was refused (and nothing was done)."""
 
     kind = "invalid_input"
     exit_code = 2
@@ -38,7 +38,7 @@ class InvalidInput(RunnerError):
         text = f"invalid {field}: {problem}"
         if allowed:
             text += f"; allowed: {allowed}"
-        super().__init__(text + ". Nothing was created.")
+        super().__init__(text + ".")
 
 
 class ConfigError(RunnerError):
@@ -57,17 +57,19 @@ class Forbidden(RunnerError):
 
     kind = "forbidden"
 
-    def __init__(self, verb: str, resource: str, namespace: str, user: str | None = None,
-                 hint: str | None = None) -> None:
+    def __init__(
+        self, verb: str, resource: str, namespace: str, user: str | None = None, hint: str | None = None
+    ) -> None:
         self.verb = verb
         self.resource = resource
         self.namespace = namespace
         self.user = user
         who = f"user {user!r}" if user else "the current Kubernetes identity"
-        text = (f"forbidden: {who} may not {verb} {resource} in namespace {namespace!r} "
-                f"(missing permission: verb {verb!r} on {resource!r} in namespace {namespace!r})")
-        text += ". " + (hint or "Ask a cluster admin to add you to the chart's rbac.subjects "
-                        "for this environment's release")
+        text = (
+            f"forbidden: {who} may not {verb} {resource} in namespace {namespace!r} "
+            f"(missing RBAC permission: verb {verb!r} on resource {resource!r})"
+        )
+        text += ". " + (hint or "Ask a cluster admin to grant it")
         super().__init__(text + ".")
 
 

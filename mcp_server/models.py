@@ -43,15 +43,18 @@ def _checked(check: Callable[[str, str], str]) -> AfterValidator:
 
 TaskIdField = Annotated[
     str,
-    Field(description="Task id, e.g. the spec-kit id `T012`.",
-          json_schema_extra={"pattern": r"^[A-Za-z0-9]([A-Za-z0-9_-]*[A-Za-z0-9])?$",
-                             "maxLength": naming.TASK_ID_MAX}),
+    Field(
+        description="Task id, e.g. the spec-kit id `T012`.",
+        json_schema_extra={
+            "pattern": r"^[A-Za-z0-9]([A-Za-z0-9_-]*[A-Za-z0-9])?$",
+            "maxLength": naming.TASK_ID_MAX,
+        },
+    ),
     _checked(naming.validate_task_id),
 ]
 BranchField = Annotated[
     str,
-    Field(json_schema_extra={"pattern": r"^[A-Za-z0-9+_][A-Za-z0-9/._+-]*$",
-                             "maxLength": naming.BRANCH_MAX}),
+    Field(json_schema_extra={"pattern": r"^[A-Za-z0-9+_][A-Za-z0-9/._+-]*$", "maxLength": naming.BRANCH_MAX}),
     _checked(naming.validate_branch),
 ]
 RepoField = Annotated[
@@ -196,10 +199,19 @@ class AgentInfo(_Model):
         summary = None
         if status.result is not None:
             summary = status.result.summary or status.result.error or status.result.status
-        return cls(task_id=status.task_id, environment=status.environment, base_branch=status.base_branch,
-                   branch=status.branch, job=status.job, phase=status.phase, age_seconds=status.age_seconds,
-                   duration_seconds=status.duration_seconds, node=status.node,
-                   last_log_line=status.last_log_line, result_summary=summary)
+        return cls(
+            task_id=status.task_id,
+            environment=status.environment,
+            base_branch=status.base_branch,
+            branch=status.branch,
+            job=status.job,
+            phase=status.phase,
+            age_seconds=status.age_seconds,
+            duration_seconds=status.duration_seconds,
+            node=status.node,
+            last_log_line=status.last_log_line,
+            result_summary=summary,
+        )
 
 
 class AgentList(_Model):
@@ -245,6 +257,7 @@ class LogBatch(_Model):
     lines: list[LogLine]
     positions: dict[str, StreamPosition]
     tasks: list[TaskLogState]
+    more: bool = Field(False, description="Lines were left for the next read (max_lines or a size limit).")
 
 
 class LogChunk(_Model):
@@ -305,3 +318,112 @@ class SpawnAsyncResult(_Model):
 
 def dump(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json")
+
+
+# -- requests (the MCP tools' inputs and the CLI's, validated the same way) --------------------
+
+_ENV_DESCRIPTION = (
+    "Environment: dev, stg, prod or one configured in .agentic-sdlc/config.yaml. "
+    "Default: the configured default environment."
+)
+_BASE_DESCRIPTION = (
+    "Feature (base) branch the task belongs to. Only needed when the same task id "
+    "exists on several feature branches."
+)
+
+
+class SpawnTaskRequest(_Model):
+    task_id: TaskIdField = Field(
+        description="Task id, e.g. the spec-kit id `T012`. Part of the task branch name."
+    )
+    description: DescriptionField = Field(
+        description="What the agent must do: the task text, with the files it should touch."
+    )
+    repo: RepoField | None = Field(
+        None,
+        description="Clone URL of the repository. Default: the `origin` remote of the repository the "
+        "server runs in. Never put credentials in it.",
+    )
+    base_branch: BranchField | None = Field(
+        None, description="Feature branch the task branch starts from. Default: the current branch."
+    )
+    environment: EnvironmentField | None = Field(None, description=_ENV_DESCRIPTION)
+    timeout_minutes: Annotated[int, Field(ge=1, le=1440)] | None = Field(
+        None, description="Hard time limit of the task. Default: the environment's (chart) default."
+    )
+    model: NameField | None = Field(
+        None,
+        description="OpenCode model as provider/model, e.g. anthropic/claude-sonnet-4-5. "
+        "Default: the environment's default model.",
+    )
+    agent: NameField | None = Field(None, description="OpenCode agent to run. Default: build.")
+    feature_dir: RepoPathField | None = Field(
+        None, description="The spec-kit feature directory, e.g. specs/001-feature (repo-relative)."
+    )
+    context_files: Annotated[list[RepoPathField], Field(max_length=20)] = Field(
+        default_factory=list,
+        description="Repository paths whose content goes into the agent's prompt (text files, "
+        "64 KiB each, 160 KiB in all).",
+    )
+
+
+class SpawnAsyncRequest(_Model):
+    tasks_file: RepoPathField = Field(
+        description="Path of the spec-kit tasks.md (repo-relative), e.g. specs/001-feature/tasks.md."
+    )
+    base_branch: BranchField | None = Field(
+        None, description="Feature branch of the tasks. Default: the current branch."
+    )
+    task_ids: Annotated[list[TaskIdField], Field(max_length=200)] | None = Field(
+        None, description="Only these task ids. Default: every open [ASYNC] task."
+    )
+    max_parallel: Annotated[int, Field(ge=1, le=50)] = Field(
+        5, description="At most this many of the feature's tasks pending or running at once."
+    )
+    dry_run: bool = Field(False, description="Only return the plan; spawn nothing, write nothing.")
+    environment: EnvironmentField | None = Field(None, description=_ENV_DESCRIPTION)
+    repo: RepoField | None = Field(None, description="Clone URL. Default: the `origin` remote.")
+    timeout_minutes: Annotated[int, Field(ge=1, le=1440)] | None = Field(
+        None, description="Hard time limit per task. Default: the environment's default."
+    )
+    model: NameField | None = Field(
+        None, description="OpenCode model for every task. Default: the environment's."
+    )
+
+
+class StreamLogsRequest(_Model):
+    task_ids: Annotated[list[TaskIdField], Field(max_length=100)] = Field(
+        default_factory=list, description="Tasks to follow; empty: every task of the environment."
+    )
+    base_branch: BranchField | None = Field(None, description="Only tasks of this feature branch.")
+    environment: EnvironmentField | None = Field(None, description=_ENV_DESCRIPTION)
+    cursor: Annotated[str, Field(max_length=65536)] | None = Field(
+        None, description="The `cursor` of the previous call's result; empty on the first call."
+    )
+    wait_seconds: Annotated[float, Field(ge=0, le=50)] = Field(
+        20,
+        description="How long to wait for new lines before returning (at most 50, so the call ends "
+        "inside a client's 60 s tool timeout). Returns earlier when every task is finished.",
+    )
+    max_lines: Annotated[int, Field(ge=1, le=5000)] = Field(
+        500, description="Return at most this many lines."
+    )
+
+
+class ListAgentsRequest(_Model):
+    environment: EnvironmentField | None = Field(None, description=_ENV_DESCRIPTION)
+    all_environments: bool = Field(False, description="List the tasks of every configured environment.")
+
+
+class TaskRequest(_Model):
+    task_id: TaskIdField = Field(description="Task id, e.g. T012.")
+    base_branch: BranchField | None = Field(None, description=_BASE_DESCRIPTION)
+    environment: EnvironmentField | None = Field(None, description=_ENV_DESCRIPTION)
+
+
+class CleanupRequest(_Model):
+    older_than_minutes: Annotated[float, Field(ge=0, le=525600)] | None = Field(
+        None, description="Delete finished tasks that finished longer ago than this; empty: all finished."
+    )
+    dry_run: bool = Field(False, description="Only list what would be deleted.")
+    environment: EnvironmentField | None = Field(None, description=_ENV_DESCRIPTION)

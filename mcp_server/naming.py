@@ -45,15 +45,22 @@ BRANCH_MAX = 200
 REPO_MAX = 500
 LABEL_MAX = 63
 
-TASK_ID_ALLOWED = (f"1 to {TASK_ID_MAX} letters, digits, '-' or '_', starting and ending with a "
-                   "letter or digit (for example T012)")
-BRANCH_ALLOWED = (f"a git branch name of at most {BRANCH_MAX} characters: letters, digits and "
-                  "'/', '-', '_', '.', '+', no '..', '//', '@{', no leading '-', '/' or '.', "
-                  "no trailing '/', '.' or '.lock'")
-REPO_ALLOWED = ("an https://, ssh://, git:// or file:// URL or an scp-like git@host:path without "
-                "a password or token in it (the pod authenticates with the chart's git secret)")
-NAME_ALLOWED = ("1 to 128 letters, digits and '.', '_', '-', '/', ':', '@', '+', starting with a "
-                "letter or digit")
+TASK_ID_ALLOWED = (
+    f"1 to {TASK_ID_MAX} letters, digits, '-' or '_', starting and ending with a "
+    "letter or digit (for example T012)"
+)
+BRANCH_ALLOWED = (
+    f"a git branch name of at most {BRANCH_MAX} characters: letters, digits and "
+    "'/', '-', '_', '.', '+', no '..', '//', '@{', no leading '-', '/' or '.', "
+    "no trailing '/', '.' or '.lock'"
+)
+REPO_ALLOWED = (
+    "an https://, ssh://, git:// or file:// URL or an scp-like git@host:path without "
+    "a password or token in it (the pod authenticates with the chart's git secret)"
+)
+NAME_ALLOWED = (
+    "1 to 128 letters, digits and '.', '_', '-', '/', ':', '@', '+', starting with a letter or digit"
+)
 ENVIRONMENT_ALLOWED = "a lowercase name of letters, digits and '-' (for example dev, stg, prod)"
 
 _TASK_ID_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]*[A-Za-z0-9])?")
@@ -81,11 +88,15 @@ def validate_branch(value: str, field: str = "base_branch") -> str:
     if len(value) > BRANCH_MAX:
         raise InvalidInput(field, f"it is {len(value)} characters long", BRANCH_ALLOWED)
     if not _BRANCH_CHAR_RE.fullmatch(value):
-        raise InvalidInput(field, "it contains characters that are not allowed in a branch name",
-                           BRANCH_ALLOWED)
+        raise InvalidInput(
+            field, "it contains characters that are not allowed in a branch name", BRANCH_ALLOWED
+        )
     bad = (
-        ".." in value or "//" in value or "@{" in value
-        or value.startswith(("-", "/", ".")) or value.endswith(("/", ".", ".lock"))
+        ".." in value
+        or "//" in value
+        or "@{" in value
+        or value.startswith(("-", "/", "."))
+        or value.endswith(("/", ".", ".lock"))
         or any(part.startswith(".") or part.endswith(".lock") for part in value.split("/"))
         or value == "@"
     )
@@ -108,8 +119,9 @@ def validate_repo_url(value: str, field: str = "repo") -> str:
         if parts.scheme not in _REPO_SCHEMES:
             raise InvalidInput(field, f"the scheme {parts.scheme!r} is not supported", REPO_ALLOWED)
         if parts.password is not None or (parts.username and parts.scheme in ("https", "http")):
-            raise InvalidInput(field, "it contains embedded credentials (user:password@ or token@)",
-                               REPO_ALLOWED)
+            raise InvalidInput(
+                field, "it contains embedded credentials (user:password@ or token@)", REPO_ALLOWED
+            )
         if parts.query or parts.fragment:
             raise InvalidInput(field, "it has a query or fragment", REPO_ALLOWED)
         if parts.scheme != "file" and not parts.hostname:
@@ -182,11 +194,17 @@ def selector(environment: str, task_id: str | None = None, base_branch: str | No
 def render_branch(pattern: str, base_branch: str, task_id: str) -> str:
     """The task branch from a pattern such as `agentic/{base_branch}/{task_id}`, checked as a git branch."""
     if "{task_id}" not in pattern:
-        raise InvalidInput("branch pattern", "it does not contain {task_id}",
-                           "a pattern with {task_id} and optionally {base_branch}")
+        raise InvalidInput(
+            "branch pattern",
+            "it does not contain {task_id}",
+            "a pattern with {task_id} and optionally {base_branch}",
+        )
     try:
         branch = pattern.format(base_branch=base_branch, task_id=task_id)
     except (KeyError, IndexError, ValueError):
-        raise InvalidInput("branch pattern", "it has placeholders other than {base_branch} and {task_id}",
-                           "a pattern with {task_id} and optionally {base_branch}") from None
+        raise InvalidInput(
+            "branch pattern",
+            "it has placeholders other than {base_branch} and {task_id}",
+            "a pattern with {task_id} and optionally {base_branch}",
+        ) from None
     return validate_branch(branch, "task branch")

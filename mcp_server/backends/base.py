@@ -14,15 +14,17 @@ Contract of each method:
   `base_branch`) exists already, return its handle with `created=False` and start nothing, also when
   several identical calls race. `spec.task_branch` is already rendered and validated.
   `spec.timeout_minutes=None` means the environment's default.
-- `list_tasks()`: every task of the environment, newest first. One list request per kind of object.
+- `list_tasks()`: every task of the environment, newest first, each with its last log line. One list
+  request per kind of object, never a request per task for the objects themselves.
 - `status(ref)`: one task in full, with its result parsed from the runner's result JSON (termination
   message / result file, the log marker `AGENTIC_RESULT: ` as fallback). `TaskNotFound` if no task
   matches; `InvalidInput` on `base_branch` if the id exists on several feature branches.
 - `read_logs(refs, positions, max_lines)`: one non-blocking read. `refs=None` means every task.
   Returns the lines after `positions` (at most `max_lines`, oldest first, each stream in order), the
-  positions after the returned lines (streams not read keep their position) and each selected task's
-  phase. Reading again from the returned positions never repeats or skips a line, also after the
-  backend was unreachable in between.
+  positions after the returned lines (streams not read keep their position), each selected task that
+  exists with its phase (a selected task that does not exist is simply absent), and `more` when lines
+  were left for the next read. Reading again from the returned positions never repeats or skips a
+  line, also after the backend was unreachable in between.
 - `cancel(ref)`: stop and delete the task (its Job and pods / its process). Idempotent: a task that
   is gone already gives a result with nothing deleted.
 - `cleanup(older_than_seconds, dry_run)`: delete finished tasks finished longer ago than
@@ -63,8 +65,9 @@ class Backend(Protocol):
 
     def status(self, ref: TaskRef) -> TaskStatus: ...
 
-    def read_logs(self, refs: Sequence[TaskRef] | None, positions: Mapping[str, StreamPosition],
-                  max_lines: int) -> LogBatch: ...
+    def read_logs(
+        self, refs: Sequence[TaskRef] | None, positions: Mapping[str, StreamPosition], max_lines: int
+    ) -> LogBatch: ...
 
     def cancel(self, ref: TaskRef) -> CancelResult: ...
 
