@@ -68,6 +68,7 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}")
 _ENVIRONMENT_RE = re.compile(r"[a-z][a-z0-9-]{0,19}")
 _BRANCH_CHAR_RE = re.compile(r"[A-Za-z0-9/._+-]+")
 _SCP_LIKE_RE = re.compile(r"(?P<user>[A-Za-z0-9._-]+@)?(?P<host>[A-Za-z0-9.-]+):(?P<path>[^/].*)")
+_USER_PASSWORD_RE = re.compile(r"[^/@:]*:[^/@]*@")
 _REPO_SCHEMES = ("https", "http", "ssh", "git", "file")
 
 
@@ -127,6 +128,8 @@ def validate_repo_url(value: str, field: str = "repo") -> str:
         if parts.scheme != "file" and not parts.hostname:
             raise InvalidInput(field, "it has no host", REPO_ALLOWED)
         return value
+    if _USER_PASSWORD_RE.match(value):
+        raise InvalidInput(field, "it contains embedded credentials (user:password@ or token@)", REPO_ALLOWED)
     match = _SCP_LIKE_RE.fullmatch(value)
     if match is None or ":" in (match.group("user") or ""):
         raise InvalidInput(field, "it is not a clone URL", REPO_ALLOWED)

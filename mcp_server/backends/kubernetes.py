@@ -1,0 +1,513 @@
+"""Tasks as `batch/v1` Jobs made from the chart's PodTemplate `<release>-agent`.
+
+RBAC it needs (the chart's Role): jobs create/get/list/watch/delete, pods get/list/watch, pods/log get,
+podtemplates get/list. Nothing else: the task context travels in a pod annotation that the chart's
+PodTemplate mounts through the downward API (no ConfigMap, no Secret).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+from mcp_server import logs, naming
+from mcp_server.config import EnvironmentSettings, Settings
+from mcp_server.errors import Conflict, InvalidInput, RunnerError, TaskNotFound
+from mcp_server.jobstatus import derive_status, newest, pod_started, pod_terminated
+from mcp_server.kube import Access, AlreadyExists, KubeClient, NotFound, load_api_client
+from mcp_server.models import (
+    FINISHED_PHASES,
+    CancelResult,
+    CleanupItem,
+    CleanupResult,
+    LogBatch,
+    LogLine,
+    StreamPosition,
+    TaskHandle,
+    TaskLogState,
+    TaskRef,
+    TaskSpec,
+    TaskStatus,
+)
+
+LOG_LIMIT_BYTES = 4 * 1024 * 1024
+TEMPLATE_CACHE_SECONDS = 30.0
+LOG_READERS = 8
+
+Obj = dict[str, Any]
+
+
+class KubernetesBackend:
+    name = "kubernetes"
+
+    def __init__(
+        self, environment: EnvironmentSettings, settings: Settings, kube: KubeClient | None = None
+    ) -> None:
+        self.env = environment
+        self.settings = settings
+        self.environment = environment.name
+        self.namespace = environment.namespace
+        hint = (
+            f"Ask a cluster admin to add your identity to rbac.subjects of the chart release "
+            f"{environment.release!r} in namespace {environment.namespace!r}"
+        )
+        self.kube = kube or KubeClient(
+            load_api_client(environment.kubeconfig, environment.kube_context), forbidden_hint=hint
+        )
+        self._template: tuple[float, Obj] | None = None
+
+    # -- paths -----------------------------------------------------------------------------------
+
+    @property
+    def _jobs(self) -> str:
+        return f"/apis/batch/v1/namespaces/{self.namespace}/jobs"
+
+    @property
+    def _pods(self) -> str:
+        return f"/api/v1/namespaces/{self.namespace}/pods"
+
+    def _access(self, verb: str, resource: str) -> Access:
+        return Access(verb, resource, self.namespace)
+
+    # -- the chart's PodTemplate -----------------------------------------------------------------
+
+    def pod_template(self) -> Obj:
+        cached = self._template
+        if cached is not None and time.monotonic() - cached[0] < TEMPLATE_CACHE_SECONDS:
+            return cached[1]
+        name = self.env.pod_template
+        try:
+            template = self.kube.request(
+                "GET",
+                f"/api/v1/namespaces/{self.namespace}/podtemplates/{name}",
+                self._access("get", "podtemplates"),
+            )
+        except NotFound:
+            raise RunnerError(
+                f"no PodTemplate {name!r} in namespace {self.namespace!r}: the chart release "
+                f"{self.env.release!r} is not installed there. Install it (helm install {self.env.release} "
+                f"chart/ -n {self.namespace}) or point AGENTIC_NAMESPACE / AGENTIC_RELEASE at the "
+                "right release."
+            ) from None
+        self._template = (time.monotonic(), template)
+        return template
+
+    def _template_defaults(self) -> Mapping[str, str]:
+        return self.pod_template().get("metadata", {}).get("annotations") or {}
+
+    def branch_pattern(self) -> str:
+        return self._template_defaults().get(naming.TEMPLATE_BRANCH_PATTERN) or naming.DEFAULT_BRANCH_PATTERN
+
+    def default_model(self) -> str | None:
+        return self._template_defaults().get(naming.TEMPLATE_DEFAULT_MODEL) or None
+
+    def default_agent(self) -> str | None:
+        return self._template_defaults().get(naming.TEMPLATE_DEFAULT_AGENT) or None
+
+    def _int_default(self, key: str) -> int | None:
+        value = self._template_defaults().get(key)
+        if value in (None, ""):
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            raise RunnerError(
+                f"the PodTemplate {self.env.pod_template!r} has annotation {key}={value!r}, "
+                "which is not a whole number. Fix the chart values."
+            ) from None
+
+    # -- spawn -----------------------------------------------------------------------------------
+
+    def job_manifest(self, spec: TaskSpec) -> Obj:
+        template = self.pod_template()
+        pod = copy.deepcopy(template.get("template") or {})
+        if pod.get("spec", {}).get("restartPolicy") not in ("Never", "OnFailure"):
+            raise RunnerError(
+                f"the PodTemplate {self.env.pod_template!r} has restartPolicy "
+                f"{pod.get('spec', {}).get('restartPolicy')!r}; a Job needs Never or OnFailure. "
+                "Fix the chart."
+            )
+        labels = naming.task_labels(spec.task_id, spec.base_branch, self.environment)
+        meta = pod.setdefault("metadata", {})
+        meta.pop("creationTimestamp", None)
+        meta["labels"] = {**(meta.get("labels") or {}), **labels}
+        meta["annotations"] = {
+            **(meta.get("annotations") or {}),
+            naming.ANNOTATION_TASK_CONTEXT: spec.context().model_dump_json(),
+        }
+        job_spec: Obj = {
+            "template": pod,
+            "backoffLimit": self._int_default(naming.TEMPLATE_BACKOFF_LIMIT) or 0,
+        }
+        deadline = (
+            spec.timeout_minutes * 60
+            if spec.timeout_minutes
+            else self._int_default(naming.TEMPLATE_ACTIVE_DEADLINE)
+        )
+        if deadline:
+            job_spec["activeDeadlineSeconds"] = deadline
+        ttl = self._int_default(naming.TEMPLATE_TTL_AFTER_FINISHED)
+        if ttl is not None:
+            job_spec["ttlSecondsAfterFinished"] = ttl
+        return {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {
+                "name": naming.job_name(spec.task_id, spec.base_branch),
+                "namespace": self.namespace,
+                "labels": labels,
+                "annotations": {
+                    naming.ANNOTATION_REPO: spec.repo,
+                    naming.ANNOTATION_BASE_BRANCH: spec.base_branch,
+                    naming.ANNOTATION_TASK_BRANCH: spec.task_branch,
+                    naming.ANNOTATION_DESCRIPTION: spec.description,
+                },
+            },
+            "spec": job_spec,
+        }
+
+    def _handle(self, job: Obj, created: bool) -> TaskHandle:
+        meta = job["metadata"]
+        annotations = meta.get("annotations") or {}
+        return TaskHandle(
+            task_id=meta["labels"][naming.LABEL_TASK_ID],
+            job=meta["name"],
+            namespace=self.namespace,
+            environment=self.environment,
+            branch=annotations.get(naming.ANNOTATION_TASK_BRANCH, ""),
+            base_branch=annotations.get(naming.ANNOTATION_BASE_BRANCH, ""),
+            created=created,
+            backend="kubernetes",
+        )
+
+    def spawn(self, spec: TaskSpec) -> TaskHandle:
+        manifest = self.job_manifest(spec)
+        name = manifest["metadata"]["name"]
+        try:
+            job = self.kube.request("POST", self._jobs, self._access("create", "jobs.batch"), body=manifest)
+            return self._handle(job, created=True)
+        except AlreadyExists:
+            pass
+        try:
+            existing = self.kube.request("GET", f"{self._jobs}/{name}", self._access("get", "jobs.batch"))
+        except NotFound:
+            raise Conflict(
+                f"task {spec.task_id} on {spec.base_branch!r} was being deleted while it was "
+                "spawned again; retry in a few seconds."
+            ) from None
+        annotations = existing["metadata"].get("annotations") or {}
+        labels = existing["metadata"].get("labels") or {}
+        if (
+            labels.get(naming.LABEL_TASK_ID) != spec.task_id
+            or annotations.get(naming.ANNOTATION_BASE_BRANCH) != spec.base_branch
+        ):
+            raise Conflict(
+                f"the Job {name!r} in namespace {self.namespace!r} exists but is not task "
+                f"{spec.task_id} on {spec.base_branch!r}; delete it or use another task id."
+            )
+        if existing["metadata"].get("deletionTimestamp"):
+            raise Conflict(
+                f"task {spec.task_id} on {spec.base_branch!r} is being cancelled; spawn it again "
+                "once it is gone (a few seconds)."
+            )
+        if annotations.get(naming.ANNOTATION_REPO) != spec.repo:
+            raise Conflict(
+                f"task {spec.task_id} on {spec.base_branch!r} exists already for another "
+                "repository; cancel it first or use another task id."
+            )
+        return self._handle(existing, created=False)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def _list(self, path: str, resource: str, selector: str) -> list[Obj]:
+        data = self.kube.request(
+            "GET", path, self._access("list", resource), query={"labelSelector": selector}
+        )
+        return list(data.get("items") or [])
+
+    def _jobs_and_pods(self, ref: TaskRef | None = None) -> tuple[list[Obj], dict[str, list[Obj]]]:
+        """The environment's task Jobs (one LIST) and their pods by Job name (one LIST)."""
+        selector = naming.selector(
+            self.environment, ref.task_id if ref else None, ref.base_branch if ref else None
+        )
+        jobs = self._list(self._jobs, "jobs.batch", selector)
+        pods_by_job: dict[str, list[Obj]] = {job["metadata"]["name"]: [] for job in jobs}
+        if jobs:
+            for pod in self._list(self._pods, "pods", selector):
+                owner = (pod["metadata"].get("labels") or {}).get("batch.kubernetes.io/job-name") or (
+                    pod["metadata"].get("labels") or {}
+                ).get("job-name")
+                if owner in pods_by_job:
+                    pods_by_job[owner].append(pod)
+        jobs.sort(key=lambda j: j["metadata"].get("creationTimestamp") or "", reverse=True)
+        return jobs, pods_by_job
+
+    def _log(self, pod: str, query: Mapping[str, Any]) -> str:
+        try:
+            return self.kube.request(
+                "GET",
+                f"{self._pods}/{pod}/log",
+                self._access("get", "pods/log"),
+                query={"container": naming.AGENT_CONTAINER, **query},
+                text=True,
+            )
+        except NotFound:
+            return ""
+        except RunnerError as exc:
+            # 400 while the container is starting ("ContainerCreating"): no lines yet.
+            if "is waiting to start" in exc.message or "ContainerCreating" in exc.message:
+                return ""
+            raise
+
+    def _last_lines(self, pods: Sequence[Obj | None]) -> list[str | None]:
+        """The last log line of each (started) pod, read concurrently."""
+
+        def last(pod: Obj | None) -> str | None:
+            if pod is None or not pod_started(pod):
+                return None
+            body = self._log(pod["metadata"]["name"], {"tailLines": 1})
+            lines = [line for line in body.splitlines() if line.strip()]
+            return lines[-1] if lines else None
+
+        wanted = [p for p in pods if p is not None and pod_started(p)]
+        if len(wanted) <= 1:
+            return [last(p) for p in pods]
+        with ThreadPoolExecutor(max_workers=min(LOG_READERS, len(wanted))) as pool:
+            return list(pool.map(last, pods))
+
+    def _statuses(
+        self, jobs: Sequence[Obj], pods_by_job: Mapping[str, list[Obj]], last_lines: bool = True
+    ) -> list[TaskStatus]:
+        now = datetime.now(UTC)
+        pods = [newest(pods_by_job.get(j["metadata"]["name"], [])) for j in jobs]
+        lines = self._last_lines(pods) if last_lines else [None] * len(jobs)
+        return [
+            derive_status(job, pods_by_job.get(job["metadata"]["name"], []), self.environment, now, line)
+            for job, line in zip(jobs, lines, strict=True)
+        ]
+
+    def list_tasks(self) -> list[TaskStatus]:
+        jobs, pods_by_job = self._jobs_and_pods()
+        return self._statuses(jobs, pods_by_job)
+
+    def _one(self, ref: TaskRef) -> tuple[Obj | None, list[Obj]]:
+        jobs, pods_by_job = self._jobs_and_pods(ref)
+        if not jobs:
+            return None, []
+        if len(jobs) > 1:
+            branches = sorted(
+                (j["metadata"].get("annotations") or {}).get(naming.ANNOTATION_BASE_BRANCH, "?") for j in jobs
+            )
+            raise InvalidInput(
+                "base_branch",
+                f"task {ref.task_id} exists on several feature branches "
+                f"({', '.join(branches)}) and none was given",
+                f"one of {', '.join(branches)}",
+            )
+        return jobs[0], pods_by_job[jobs[0]["metadata"]["name"]]
+
+    def _not_found(self, ref: TaskRef) -> TaskNotFound:
+        on = f" on base branch {ref.base_branch!r}" if ref.base_branch else ""
+        return TaskNotFound(
+            f"no task {ref.task_id}{on} in environment {self.environment!r} (namespace "
+            f"{self.namespace!r}). list_agents shows the tasks that exist."
+        )
+
+    def status(self, ref: TaskRef) -> TaskStatus:
+        job, pods = self._one(ref)
+        if job is None:
+            raise self._not_found(ref)
+        pod = newest(pods)
+        tail: list[str] = []
+        if pod is not None and pod_started(pod):
+            tail = [
+                line
+                for line in self._log(pod["metadata"]["name"], {"tailLines": 50}).splitlines()
+                if line.strip()
+            ]
+        log_result = logs.result_from_lines(tail) if pod is not None and pod_terminated(pod) else None
+        return derive_status(
+            job, pods, self.environment, datetime.now(UTC), tail[-1] if tail else None, log_result
+        )
+
+    # -- logs ------------------------------------------------------------------------------------
+
+    def _read_stream(self, pod: Obj, position: StreamPosition) -> tuple[list[logs.RawLine], bool, bool]:
+        """New lines of one pod after `position`; whether the read may be incomplete (byte limit) and
+        whether the stream is complete (the pod had terminated before the read)."""
+        name = pod["metadata"]["name"]
+        complete = pod_terminated(pod)
+        query: dict[str, Any] = {"timestamps": "true", "limitBytes": LOG_LIMIT_BYTES}
+        if position.after:
+            query["sinceTime"] = logs.since_time(position.after)
+        body = self._log(name, query)
+        truncated = len(body.encode("utf-8")) >= LOG_LIMIT_BYTES
+        lines = logs.after_position(logs.parse_timestamped(name, body, truncated), position)
+        return lines, truncated, complete and not truncated
+
+    def read_logs(
+        self, refs: Sequence[TaskRef] | None, positions: Mapping[str, StreamPosition], max_lines: int
+    ) -> LogBatch:
+        jobs, pods_by_job = self._jobs_and_pods()
+        if refs is not None:
+            jobs = [j for j in jobs if any(_matches(j, ref) for ref in refs)]
+        statuses = {s.job: s for s in self._statuses(jobs, pods_by_job, last_lines=False)}
+
+        readable: list[tuple[str, Obj]] = []  # (job, pod)
+        for job in jobs:
+            job_name = job["metadata"]["name"]
+            for pod in pods_by_job.get(job_name, []):
+                position = positions.get(pod["metadata"]["name"], StreamPosition())
+                if not position.done and pod_started(pod):
+                    readable.append((job_name, pod))
+
+        def read(item: tuple[str, Obj]) -> tuple[list[logs.RawLine], bool, bool]:
+            pod_name = item[1]["metadata"]["name"]
+            return self._read_stream(item[1], positions.get(pod_name, StreamPosition()))
+
+        if len(readable) > 1:
+            with ThreadPoolExecutor(max_workers=min(LOG_READERS, len(readable))) as pool:
+                results = list(pool.map(read, readable))
+        else:
+            results = [read(item) for item in readable]
+
+        streams = {item[1]["metadata"]["name"]: res[0] for item, res in zip(readable, results, strict=True)}
+        delivered, more = logs.merge_streams(streams, max_lines)
+        more = more or any(res[1] for res in results)
+        owner = {item[1]["metadata"]["name"]: item[0] for item in readable}
+
+        new_positions = dict(positions)
+        if refs is None:  # every task is selected: forget streams of pods that are gone
+            alive = {p["metadata"]["name"] for pods in pods_by_job.values() for p in pods}
+            new_positions = {k: v for k, v in new_positions.items() if k in alive}
+        for (_job, pod), (lines, _truncated, complete) in zip(readable, results, strict=True):
+            pod_name = pod["metadata"]["name"]
+            mine = [line for line in delivered if line.stream == pod_name]
+            done = complete and len(mine) == len(lines)
+            new_positions[pod_name] = logs.advance(positions.get(pod_name, StreamPosition()), mine, done)
+
+        out_lines = [
+            LogLine(
+                task_id=statuses[owner[line.stream]].task_id,
+                job=owner[line.stream],
+                stream=line.stream,
+                time=line.time,
+                text=line.text,
+            )
+            for line in delivered
+        ]
+        tasks = []
+        for job in jobs:
+            status = statuses[job["metadata"]["name"]]
+            pods = pods_by_job.get(status.job, [])
+            drained = all(
+                new_positions.get(p["metadata"]["name"], StreamPosition()).done or not pod_started(p)
+                for p in pods
+            )
+            tasks.append(
+                TaskLogState(
+                    task_id=status.task_id,
+                    base_branch=status.base_branch,
+                    job=status.job,
+                    phase=status.phase,
+                    finished=status.phase in FINISHED_PHASES and drained,
+                )
+            )
+        return LogBatch(lines=out_lines, positions=new_positions, tasks=tasks, more=more)
+
+    # -- cancel / cleanup ------------------------------------------------------------------------
+
+    def _delete_job(self, name: str) -> bool:
+        try:
+            self.kube.request(
+                "DELETE",
+                f"{self._jobs}/{name}",
+                self._access("delete", "jobs.batch"),
+                body={"propagationPolicy": "Foreground"},
+            )
+            return True
+        except NotFound:
+            return False
+
+    def cancel(self, ref: TaskRef) -> CancelResult:
+        job, pods = self._one(ref)
+        if job is None:
+            return CancelResult(
+                task_id=ref.task_id,
+                environment=self.environment,
+                namespace=self.namespace,
+                deleted_jobs=[],
+                deleted_pods=[],
+                message=f"task {ref.task_id} has no Job in namespace {self.namespace!r}: "
+                "nothing to cancel (it is gone already).",
+            )
+        name = job["metadata"]["name"]
+        pod_names = sorted(p["metadata"]["name"] for p in pods)
+        already = bool(job["metadata"].get("deletionTimestamp"))
+        deleted = self._delete_job(name)
+        if not deleted:
+            pod_names = []
+        what = f"Job {name}" + (f" and pod {', '.join(pod_names)}" if pod_names else "")
+        message = (
+            f"task {ref.task_id} was already being cancelled; deletion of {what} is in progress."
+            if already
+            else f"cancelled task {ref.task_id}: deleted {what}."
+            if deleted
+            else f"task {ref.task_id} is gone already: nothing to cancel."
+        )
+        return CancelResult(
+            task_id=ref.task_id,
+            environment=self.environment,
+            namespace=self.namespace,
+            deleted_jobs=[name] if deleted else [],
+            deleted_pods=pod_names,
+            message=message,
+        )
+
+    def cleanup(self, older_than_seconds: float | None, dry_run: bool) -> CleanupResult:
+        jobs, pods_by_job = self._jobs_and_pods()
+        now = datetime.now(UTC)
+        chosen: list[CleanupItem] = []
+        kept = 0
+        for status in self._statuses(jobs, pods_by_job, last_lines=False):
+            old_enough = older_than_seconds is None or (
+                status.finished_at is not None
+                and (now - status.finished_at).total_seconds() >= older_than_seconds
+            )
+            if status.phase in FINISHED_PHASES and status.reason != "Cancelled" and old_enough:
+                chosen.append(
+                    CleanupItem(
+                        task_id=status.task_id,
+                        environment=self.environment,
+                        job=status.job,
+                        phase=status.phase,
+                        finished_at=status.finished_at,
+                    )
+                )
+            else:
+                kept += 1
+        if not dry_run:
+            chosen = [item for item in chosen if self._delete_job(item.job)]
+        verb = "would delete" if dry_run else "deleted"
+        listing = ", ".join(f"{item.task_id} ({item.phase})" for item in chosen) or "nothing"
+        return CleanupResult(
+            dry_run=dry_run,
+            deleted=chosen,
+            kept=kept,
+            message=f"{verb} {len(chosen)} finished task(s) in environment {self.environment!r}: "
+            f"{listing}; kept {kept}.",
+        )
+
+
+def _matches(job: Obj, ref: TaskRef) -> bool:
+    meta = job["metadata"]
+    if (meta.get("labels") or {}).get(naming.LABEL_TASK_ID) != ref.task_id:
+        return False
+    return (
+        ref.base_branch is None
+        or (meta.get("annotations") or {}).get(naming.ANNOTATION_BASE_BRANCH) == ref.base_branch
+    )

@@ -1,0 +1,147 @@
+"""A task's status from its Job and pods as the API server returns them (plain JSON dicts).
+
+Phases: pending, running, succeeded, failed, timed_out, cancelled. From the Job's conditions first
+(Complete / Failed with reason DeadlineExceeded = timed out), then the newest pod, then the
+runner's result (its `status` says timed_out or cancelled when the runner noticed it itself).
+A Job being deleted is cancelled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from mcp_server import naming
+from mcp_server.logs import parse_result, runner_step
+from mcp_server.models import Phase, TaskResult, TaskStatus
+
+Obj = Mapping[str, Any]
+
+
+def parse_time(value: Any) -> datetime | None:
+    if not value or not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _conditions(job: Obj) -> dict[str, Obj]:
+    return {
+        c.get("type", ""): c
+        for c in job.get("status", {}).get("conditions") or []
+        if c.get("status") == "True"
+    }
+
+
+def agent_state(pod: Obj) -> Obj:
+    """The `state` of the pod's `agent` container (the first container if none is called so)."""
+    statuses = pod.get("status", {}).get("containerStatuses") or []
+    for status in statuses:
+        if status.get("name") == naming.AGENT_CONTAINER:
+            return status.get("state") or {}
+    return (statuses[0].get("state") or {}) if statuses else {}
+
+
+def pod_terminated(pod: Obj) -> bool:
+    return pod.get("status", {}).get("phase") in ("Succeeded", "Failed") or "terminated" in agent_state(pod)
+
+
+def pod_started(pod: Obj) -> bool:
+    state = agent_state(pod)
+    return "running" in state or "terminated" in state
+
+
+def newest(pods: Sequence[Obj]) -> Obj | None:
+    if not pods:
+        return None
+    return max(pods, key=lambda p: (p["metadata"].get("creationTimestamp") or "", p["metadata"]["name"]))
+
+
+def _phase(job: Obj, pod: Obj | None, result: TaskResult | None) -> tuple[Phase, str | None]:
+    conditions = _conditions(job)
+    if job["metadata"].get("deletionTimestamp"):
+        return "cancelled", "Cancelled"
+    if "Complete" in conditions or "SuccessCriteriaMet" in conditions:
+        return "succeeded", None
+    failed = conditions.get("Failed") or conditions.get("FailureTarget")
+    if failed is not None:
+        reason = failed.get("reason")
+        if reason == "DeadlineExceeded":
+            return "timed_out", reason
+        if result is not None and result.status in ("timed_out", "cancelled"):
+            return result.status, reason
+        return "failed", reason
+    if job.get("spec", {}).get("suspend"):
+        return "pending", "Suspended"
+    if pod is None:
+        return "pending", None
+    pod_phase = pod.get("status", {}).get("phase")
+    state = agent_state(pod)
+    if pod_phase == "Succeeded":
+        return "succeeded", None
+    if pod_phase == "Failed" or "terminated" in state:
+        code = state.get("terminated", {}).get("exitCode")
+        if result is not None and result.status in ("timed_out", "cancelled"):
+            return result.status, None
+        if code == 0:
+            return "succeeded", None
+        return "failed", state.get("terminated", {}).get("reason") or pod.get("status", {}).get("reason")
+    if pod_phase == "Running":
+        return "running", None
+    waiting = state.get("waiting", {}).get("reason")
+    return "pending", waiting or pod.get("status", {}).get("reason")
+
+
+def derive_status(
+    job: Obj,
+    pods: Sequence[Obj],
+    environment: str,
+    now: datetime,
+    last_line: str | None = None,
+    log_result: TaskResult | None = None,
+) -> TaskStatus:
+    """The status of one task from its Job and its pods (any order)."""
+    meta = job["metadata"]
+    labels = meta.get("labels") or {}
+    annotations = meta.get("annotations") or {}
+    pod = newest(pods)
+    terminated = agent_state(pod).get("terminated", {}) if pod is not None else {}
+    result = parse_result(terminated.get("message")) or log_result
+    phase, reason = _phase(job, pod, result)
+
+    created = parse_time(meta.get("creationTimestamp"))
+    job_status = job.get("status", {})
+    started = parse_time(job_status.get("startTime")) or parse_time(terminated.get("startedAt"))
+    finished = parse_time(job_status.get("completionTime"))
+    if finished is None and phase in ("failed", "timed_out"):
+        failed = _conditions(job).get("Failed") or {}
+        finished = parse_time(failed.get("lastTransitionTime"))
+    if finished is None and phase not in ("pending", "running"):
+        finished = parse_time(terminated.get("finishedAt")) or parse_time(meta.get("deletionTimestamp"))
+    end = finished or now
+    return TaskStatus(
+        task_id=labels.get(naming.LABEL_TASK_ID, ""),
+        environment=labels.get(naming.LABEL_ENVIRONMENT, environment),
+        namespace=meta.get("namespace", ""),
+        job=meta["name"],
+        base_branch=annotations.get(naming.ANNOTATION_BASE_BRANCH),
+        branch=annotations.get(naming.ANNOTATION_TASK_BRANCH),
+        repo=annotations.get(naming.ANNOTATION_REPO),
+        description=annotations.get(naming.ANNOTATION_DESCRIPTION),
+        phase=phase,
+        step=runner_step(last_line) if last_line else None,
+        reason=reason,
+        created_at=created,
+        started_at=started,
+        finished_at=finished,
+        age_seconds=round((now - created).total_seconds(), 3) if created else None,
+        duration_seconds=round(max(0.0, (end - started).total_seconds()), 3) if started else None,
+        node=(pod or {}).get("spec", {}).get("nodeName"),
+        pods=sorted(p["metadata"]["name"] for p in pods),
+        exit_code=terminated.get("exitCode"),
+        last_log_line=last_line,
+        result=result,
+    )

@@ -1,0 +1,170 @@
+"""A thin JSON client over the Kubernetes API (the `kubernetes` package does auth and transport).
+
+The backend works with plain JSON dicts: it reads objects back as the API server sends them and
+writes only the fields it means to. Every failure becomes a `RunnerError` a user can act on:
+403 -> `Forbidden` (verb, resource, namespace), an unreachable server -> `BackendUnavailable`.
+404 and 409 are raised as `NotFound` / `AlreadyExists` for the backend to handle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.config.config_exception import ConfigException
+
+from mcp_server.errors import BackendUnavailable, ConfigError, Forbidden, RunnerError
+
+# (connect, read) seconds: a dead API server is noticed quickly, a slow list still completes.
+DEFAULT_TIMEOUT = (5.0, 30.0)
+
+_USER_RE = re.compile(r'User "([^"]+)"')
+
+
+class NotFound(Exception):
+    """404 from the API server (handled by the backend, never shown as such)."""
+
+
+class AlreadyExists(Exception):
+    """409 from the API server on create."""
+
+
+@dataclass(frozen=True)
+class Access:
+    """What a request needs, to name it in a Forbidden error."""
+
+    verb: str
+    resource: str  # e.g. "jobs.batch", "pods/log"
+    namespace: str
+
+
+def load_api_client(kubeconfig: str | None, context: str | None) -> client.ApiClient:
+    """An ApiClient for a kubeconfig/context, or the in-cluster service account inside a pod."""
+    files = kubeconfig or os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+    have_file = any(Path(p).expanduser().is_file() for p in files.split(os.pathsep) if p)
+    try:
+        if have_file:
+            configuration = client.Configuration()
+            config.load_kube_config(
+                config_file=files, context=context, client_configuration=configuration, persist_config=False
+            )
+        elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+            configuration = client.Configuration()
+            config.load_incluster_config(client_configuration=configuration)
+        else:
+            raise ConfigError(
+                f"no kubeconfig found ({files}) and not running in a cluster. Set KUBECONFIG or "
+                "AGENTIC_KUBECONFIG, or use the local backend (AGENTIC_BACKEND=local)."
+            )
+    except ConfigException as exc:
+        where = f"context {context!r}" if context else "the current context"
+        raise ConfigError(
+            f"cannot load the Kubernetes configuration for {where} from {files}: {exc}. "
+            "Check AGENTIC_KUBECONTEXT / kube_context in .agentic-sdlc/config.yaml."
+        ) from None
+    configuration.retries = 0  # a dead server fails fast; callers decide about retrying
+    return client.ApiClient(configuration=configuration)
+
+
+class KubeClient:
+    """GET/POST/DELETE of API paths with JSON bodies; errors mapped to RunnerErrors."""
+
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        forbidden_hint: str | None = None,
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.api_client = api_client
+        self.forbidden_hint = forbidden_hint
+        self.timeout = timeout
+
+    @property
+    def host(self) -> str:
+        return str(self.api_client.configuration.host)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        access: Access,
+        *,
+        query: dict[str, Any] | None = None,
+        body: dict[str, Any] | None = None,
+        timeout: tuple[float, float] | None = None,
+        text: bool = False,
+    ) -> Any:
+        params = [(k, v) for k, v in (query or {}).items() if v is not None]
+        headers = {"Accept": "text/plain" if text else "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        _method, url, header_params, req_body, _post = self.api_client.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=params,
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        try:
+            response = self.api_client.call_api(
+                method,
+                url,
+                header_params=header_params,
+                body=req_body,
+                _request_timeout=timeout or self.timeout,
+            )
+            response.read()
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise BackendUnavailable(
+                f"the Kubernetes API server at {self.host} cannot be reached ({type(exc).__name__}) while "
+                f"trying to {access.verb} {access.resource} in namespace {access.namespace!r}. Check that "
+                "the cluster is up and the kube context is right, then retry."
+            ) from None
+        status = int(response.status)
+        data = response.data or b""
+        if 200 <= status < 300:
+            if text:
+                return data.decode("utf-8", errors="replace")
+            return json.loads(data) if data else {}
+        self._raise(status, data, access)
+
+    def _raise(self, status: int, data: bytes, access: Access) -> None:
+        try:
+            payload = json.loads(data)
+            message = str(payload.get("message", "")) if isinstance(payload, dict) else ""
+        except ValueError:
+            message = data.decode("utf-8", errors="replace")[:300]
+        if status == 404:
+            raise NotFound(message)
+        if status == 409 and access.verb == "create":
+            raise AlreadyExists(message)
+        if status == 403:
+            match = _USER_RE.search(message)
+            raise Forbidden(
+                access.verb,
+                access.resource,
+                access.namespace,
+                user=match.group(1) if match else None,
+                hint=self.forbidden_hint,
+            )
+        if status == 401:
+            raise RunnerError(
+                f"unauthorized: the Kubernetes API server at {self.host} rejected the credentials of the "
+                "kube context. Log in again (refresh the kubeconfig), then retry."
+            )
+        if status >= 500 or status == 429:
+            raise BackendUnavailable(
+                f"the Kubernetes API server at {self.host} answered {status} to {access.verb} "
+                f"{access.resource} in namespace {access.namespace!r}: {message}. Retry in a moment."
+            )
+        raise RunnerError(
+            f"the Kubernetes API server refused to {access.verb} {access.resource} in "
+            f"namespace {access.namespace!r} ({status}): {message}"
+        )

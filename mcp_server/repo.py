@@ -1,0 +1,112 @@
+"""The git repository the server runs in: its origin and current branch, and files confined to it.
+
+A path a caller names (context files, tasks.md) must stay inside the repository, also after symlinks
+are followed; anything else is refused naming the field.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from mcp_server import naming
+from mcp_server.errors import InvalidInput
+from mcp_server.models import ContextFile
+
+PATH_ALLOWED = "a path of a file inside the repository, relative to its root"
+
+
+def _git(root: Path, *args: str) -> str | None:
+    proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+    return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else None
+
+
+def origin_url(root: Path) -> str:
+    url = _git(root, "remote", "get-url", "origin")
+    if url is None:
+        raise InvalidInput(
+            "repo",
+            f"it was not given and the repository at {root} has no 'origin' remote",
+            "pass repo explicitly: " + naming.REPO_ALLOWED,
+        )
+    try:
+        return naming.validate_repo_url(url, "repo")
+    except InvalidInput as exc:
+        raise InvalidInput(
+            "repo",
+            f"it was not given and the 'origin' remote of {root} is refused: {exc.problem}",
+            "pass repo explicitly: " + naming.REPO_ALLOWED,
+        ) from None
+
+
+def current_branch(root: Path) -> str:
+    branch = _git(root, "symbolic-ref", "--quiet", "--short", "HEAD")
+    if branch is None:
+        raise InvalidInput(
+            "base_branch",
+            f"it was not given and the repository at {root} is not on a branch",
+            "pass base_branch explicitly: " + naming.BRANCH_ALLOWED,
+        )
+    return naming.validate_branch(branch, "base_branch")
+
+
+def inside(root: Path, path: str, field: str) -> Path:
+    """The resolved `path` (relative to `root` or absolute), refused when it leaves the repository."""
+    if not path or "\0" in path:
+        raise InvalidInput(field, "it is not a path", PATH_ALLOWED)
+    root = root.resolve()
+    candidate = Path(path) if Path(path).is_absolute() else root / path
+    lexical = Path(os.path.normpath(candidate))
+    if not lexical.is_relative_to(root):
+        raise InvalidInput(field, "it is outside the repository", PATH_ALLOWED)
+    resolved = candidate.resolve()
+    if not resolved.is_relative_to(root):
+        raise InvalidInput(field, "it leads out of the repository through a symlink", PATH_ALLOWED)
+    if resolved.is_relative_to(root / ".git"):
+        raise InvalidInput(field, "it is inside .git", PATH_ALLOWED)
+    return resolved
+
+
+@dataclass(frozen=True)
+class RepoFiles:
+    """Reads files of one repository for task contexts, within size limits."""
+
+    root: Path
+    file_max_bytes: int
+    total_max_bytes: int
+
+    def relative(self, path: Path) -> str:
+        return path.relative_to(self.root.resolve()).as_posix()
+
+    def read_text(self, path: str, field: str) -> tuple[str, str]:
+        """(repo-relative path, text) of a file inside the repository."""
+        resolved = inside(self.root, path, field)
+        if not resolved.is_file():
+            raise InvalidInput(field, "there is no such file in the repository", PATH_ALLOWED)
+        size = resolved.stat().st_size
+        if size > self.file_max_bytes:
+            raise InvalidInput(
+                field, f"the file has {size} bytes", f"files of at most {self.file_max_bytes} bytes"
+            )
+        try:
+            return self.relative(resolved), resolved.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise InvalidInput(field, "it is not a UTF-8 text file", "text files") from None
+
+    def context_files(self, paths: list[str], field: str = "context_files") -> list[ContextFile]:
+        files: list[ContextFile] = []
+        total = 0
+        for index, path in enumerate(paths):
+            rel, text = self.read_text(path, f"{field}[{index}]")
+            total += len(text.encode("utf-8"))
+            if total > self.total_max_bytes:
+                raise InvalidInput(
+                    field,
+                    f"the files have more than {self.total_max_bytes} bytes together",
+                    f"at most {self.total_max_bytes} bytes in all",
+                )
+            if all(f.path != rel for f in files):
+                files.append(ContextFile(path=rel, content=text))
+        return files

@@ -1,0 +1,262 @@
+"""The MCP stdio server `agentic-runner-mcp`: the tools, thin over `service.py`.
+
+Each tool's input schema is its request model from `models.py` (the same validation the CLI uses) and
+its output a pydantic model (structured content + JSON text). A refused input or a failed operation is
+a tool error whose text says what was wrong, with which input, and what to do.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+import anyio
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticUndefined
+
+from mcp_server import __version__
+from mcp_server.config import load_settings
+from mcp_server.errors import RunnerError
+from mcp_server.models import (
+    AgentList,
+    CancelResult,
+    CleanupRequest,
+    CleanupResult,
+    ListAgentsRequest,
+    LogChunk,
+    LogLine,
+    SpawnAsyncRequest,
+    SpawnAsyncResult,
+    SpawnTaskRequest,
+    StreamLogsRequest,
+    TaskHandle,
+    TaskLogState,
+    TaskRequest,
+    TaskStatus,
+)
+from mcp_server.service import RunnerService
+from mcp_server.validation import invalid_input
+
+SERVER_NAME = "agentic-runner"
+HEARTBEAT_SECONDS = 5.0
+PROGRESS_MESSAGE_MAX = 500
+
+INSTRUCTIONS = """\
+Run spec-kit [ASYNC] tasks as autonomous OpenCode agents, each in its own Kubernetes pod (or local
+process), and watch them. Typical flow: spawn_async_tasks (or spawn_task_pod for one task) -> \
+stream_task_logs repeatedly with the returned cursor until every task is finished -> \
+get_task_status for each result (branch, commits, summary) -> cleanup_tasks. list_agents shows every \
+task; cancel_task stops one. Tasks live in the cluster: they keep running when this session ends."""
+
+ServiceGetter = Callable[[], RunnerService]
+
+
+class RunnerMCPServer(MCPServer):
+    """MCPServer whose input validation errors name the field and what is allowed (never the value)."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Context | None = None) -> Any:  # type: ignore[type-arg]
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            if isinstance(exc.__cause__, ValidationError):
+                raise ToolError(f"Error executing tool {name}: {invalid_input(exc.__cause__)}") from None
+            raise
+
+
+def _signature(request: type[BaseModel], output: type[BaseModel]) -> tuple[inspect.Signature, dict[str, Any]]:
+    """A keyword-only signature with one parameter per request field (plus the MCP context)."""
+    params = []
+    annotations: dict[str, Any] = {}
+    for name, field in request.model_fields.items():
+        info = copy.copy(field)
+        info.default = PydanticUndefined
+        info.default_factory = None
+        annotation = Annotated[field.annotation, info]
+        if field.is_required():
+            default = inspect.Parameter.empty
+        else:
+            default = field.default_factory() if field.default_factory else field.default  # type: ignore[call-arg]
+        params.append(
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        )
+        annotations[name] = annotation
+    params.append(inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context))
+    annotations["ctx"] = Context
+    annotations["return"] = output
+    return inspect.Signature(params, return_annotation=output), annotations
+
+
+def _add_tool(
+    server: MCPServer,
+    name: str,
+    title: str,
+    description: str,
+    request: type[BaseModel],
+    output: type[BaseModel],
+    annotations: ToolAnnotations,
+    run: Callable[[Context, dict[str, Any]], Awaitable[BaseModel]],
+) -> None:  # type: ignore[type-arg]
+    async def tool(ctx: Context, **arguments: Any) -> BaseModel:  # type: ignore[type-arg]
+        try:
+            return await run(ctx, arguments)
+        except RunnerError as exc:
+            raise ToolError(str(exc)) from None
+
+    tool.__name__ = name
+    tool.__signature__, tool.__annotations__ = _signature(request, output)  # type: ignore[attr-defined]
+    server.add_tool(
+        tool, name=name, title=title, description=description, annotations=annotations, structured_output=True
+    )
+
+
+def build_server(get_service: ServiceGetter) -> RunnerMCPServer:
+    server = RunnerMCPServer(
+        SERVER_NAME, title="Agentic SDLC Agent Runner", version=__version__, instructions=INSTRUCTIONS
+    )
+    read_only = ToolAnnotations(
+        readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=True
+    )
+
+    def call(method_name: str) -> Callable[[Context, dict[str, Any]], Awaitable[BaseModel]]:  # type: ignore[type-arg]
+        async def run(_ctx: Context, arguments: dict[str, Any]) -> BaseModel:  # type: ignore[type-arg]
+            method = getattr(get_service(), method_name)
+            return await anyio.to_thread.run_sync(lambda: method(**arguments))
+
+        return run
+
+    _add_tool(
+        server,
+        "spawn_task_pod",
+        "Spawn an agent for one task",
+        "Start an autonomous OpenCode agent on ONE task in its own pod (a Kubernetes Job made from the "
+        "environment's chart). The agent clones `repo`, works on a new task branch (it contains the task "
+        "id), commits and pushes. Returns at once with a handle; the task keeps running on its own. "
+        "Idempotent: calling again for the same task_id and base_branch returns the existing task with "
+        "created=false. Use spawn_async_tasks for all [ASYNC] tasks of a tasks.md; follow progress with "
+        "stream_task_logs and read the result with get_task_status.",
+        SpawnTaskRequest,
+        TaskHandle,
+        ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=True),
+        call("spawn_task"),
+    )
+    _add_tool(
+        server,
+        "spawn_async_tasks",
+        "Spawn the [ASYNC] tasks of a spec-kit tasks.md",
+        "Hand every open [ASYNC] task of a spec-kit tasks.md (not [X] done, not [SYNC]) to its own agent "
+        "pod, wave by wave when the feature's tasks_dag.json has execution_waves: tasks of a later wave "
+        "wait until the earlier waves are done, and at most max_parallel of the feature's tasks run at "
+        "once. Call it again later to start the waiting ones; tasks already started are returned, not "
+        "started twice. It also records finished tasks in the feature's .async_state/ "
+        "(delegation_completed/ or delegation_errors/). With dry_run it only returns the plan.",
+        SpawnAsyncRequest,
+        SpawnAsyncResult,
+        ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=True),
+        call("spawn_async"),
+    )
+
+    async def stream(ctx: Context, arguments: dict[str, Any]) -> BaseModel:  # type: ignore[type-arg]
+        started = time.monotonic()
+        sent = {"at": started, "progress": 0.0}
+
+        async def on_batch(lines: list[LogLine], states: list[TaskLogState]) -> None:
+            now = time.monotonic()
+            if not lines and now - sent["at"] < HEARTBEAT_SECONDS:
+                return
+            if lines:
+                message = f"[{lines[-1].task_id}] {lines[-1].text}"
+            else:
+                phases = ", ".join(f"{s.task_id} {s.phase}" for s in states) or "no tasks yet"
+                message = f"waiting for log lines ({phases})"
+            progress = max(round(now - started, 3), sent["progress"] + 0.001)
+            sent.update(at=now, progress=progress)
+            await ctx.report_progress(progress, None, message[:PROGRESS_MESSAGE_MAX])
+
+        return await get_service().stream_logs(on_batch=on_batch, **arguments)
+
+    _add_tool(
+        server,
+        "stream_task_logs",
+        "Stream the agents' logs",
+        "Return the new log lines of tasks since `cursor`, each with its task id, plus every task's phase "
+        "and the next cursor. Waits up to wait_seconds (default 20, max 50) for lines to arrive, sending "
+        "progress notifications with the latest line meanwhile, and returns earlier when every selected "
+        "task is finished. Call it again with the returned cursor to continue exactly after the last "
+        "line (no line is lost or repeated, also across server restarts). Empty task_ids: every task of "
+        "the environment, including ones started later. `more`=true means lines are already waiting.",
+        StreamLogsRequest,
+        LogChunk,
+        read_only,
+        stream,
+    )
+    _add_tool(
+        server,
+        "list_agents",
+        "List the agent tasks",
+        "List every task of an environment (or of all configured environments): task id, branch, phase "
+        "(pending, running, succeeded, failed, timed_out, cancelled), age, duration, node, last log line "
+        "and result summary, newest first, with counts per phase.",
+        ListAgentsRequest,
+        AgentList,
+        read_only,
+        call("list_agents"),
+    )
+    _add_tool(
+        server,
+        "get_task_status",
+        "Get one task's status and result",
+        "Everything about one task: phase and why, times, pod and node, exit code, last log line and the "
+        "structured result the agent reported (status succeeded/failed/no_changes/timed_out/cancelled, "
+        "branch, commits, head_sha, pushed, files_changed, summary, error).",
+        TaskRequest,
+        TaskStatus,
+        read_only,
+        call("status"),
+    )
+    _add_tool(
+        server,
+        "cancel_task",
+        "Cancel a task",
+        "Stop a task now: deletes its Job and its pod (the agent's unpushed work is lost). Idempotent: "
+        "cancelling a task that is gone already deletes nothing and says so. Returns what was deleted.",
+        TaskRequest,
+        CancelResult,
+        ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True, openWorldHint=True),
+        call("cancel"),
+    )
+    _add_tool(
+        server,
+        "cleanup_tasks",
+        "Clean up finished tasks",
+        "Delete finished tasks (succeeded, failed, timed out) that finished longer ago than "
+        "older_than_minutes, or all finished ones when it is empty. Running and pending tasks are never "
+        "touched. With dry_run it lists what it would delete. Pushed branches stay.",
+        CleanupRequest,
+        CleanupResult,
+        ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True, openWorldHint=True),
+        call("cleanup"),
+    )
+    return server
+
+
+def lazy_service() -> ServiceGetter:
+    """The service, built on first use; a configuration error is reported by each tool call."""
+    holder: list[RunnerService] = []
+
+    def get() -> RunnerService:
+        if not holder:
+            holder.append(RunnerService(load_settings()))
+        return holder[0]
+
+    return get
+
+
+def main() -> None:
+    build_server(lazy_service()).run("stdio")
