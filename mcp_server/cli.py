@@ -1,0 +1,404 @@
+"""`agentic-runner`: the service's operations for humans and scripts.
+
+Exit codes: 0 ok; 1 a task failed, was not found, or the operation failed; 2 bad usage or input;
+130 interrupted. `--output json` prints the same documents the MCP tools return (logs: one JSON
+line per log line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any, TextIO
+
+import anyio
+from pydantic import BaseModel
+
+from mcp_server import __version__, logs, speckit
+from mcp_server.config import load_settings
+from mcp_server.errors import InvalidInput, RunnerError
+from mcp_server.models import AgentList, LogLine, TaskLogState, TaskStatus
+from mcp_server.service import RunnerService
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+FOLLOW_WAIT_SECONDS = 10.0
+FAILED_PHASES = ("failed", "timed_out", "cancelled")
+
+
+# -- argument parsing ---------------------------------------------------------------------------
+
+
+def _common(parser: argparse.ArgumentParser, top: bool) -> None:
+    default = None if top else argparse.SUPPRESS
+    parser.add_argument(
+        "--env",
+        "-e",
+        dest="env",
+        default=default,
+        help="environment (dev, stg, prod or configured); default: AGENTIC_ENV or dev",
+    )
+    parser.add_argument(
+        "--output",
+        "-o",
+        choices=("table", "json"),
+        default="table" if top else argparse.SUPPRESS,
+        help="output format (default: table)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="agentic-runner",
+        description="Run spec-kit [ASYNC] tasks as autonomous OpenCode agents in Kubernetes pods.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _common(parser, top=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        _common(p, top=False)
+        return p
+
+    p = command("spawn", "start an agent on one task")
+    p.add_argument("task_id", metavar="TASK_ID")
+    p.add_argument(
+        "description",
+        metavar="DESCRIPTION",
+        nargs="?",
+        help="the task text (default: the task's line in CONTEXT_DIR/tasks.md)",
+    )
+    p.add_argument("--repo", help="clone URL (default: the origin remote)")
+    p.add_argument("--base-branch", "--branch", dest="base_branch", help="feature branch (default: current)")
+    p.add_argument("--timeout-minutes", type=int)
+    p.add_argument("--model")
+    p.add_argument("--agent")
+    p.add_argument(
+        "--context-file",
+        dest="context_files",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="repository file for the agent's prompt (repeatable)",
+    )
+    p.add_argument(
+        "--context-dir",
+        metavar="DIR",
+        help="spec-kit feature directory: its tasks.md, spec.md and plan.md go into the prompt",
+    )
+
+    p = command("spawn-async", "start agents on the open [ASYNC] tasks of a tasks.md, wave by wave")
+    p.add_argument("tasks_file", metavar="TASKS_MD")
+    p.add_argument("--base-branch", "--branch", dest="base_branch")
+    p.add_argument(
+        "--task-id", dest="task_ids", action="append", metavar="ID", help="only this task (repeatable)"
+    )
+    p.add_argument("--max-parallel", type=int, default=5)
+    p.add_argument("--dry-run", action="store_true", help="print the plan; spawn nothing")
+    p.add_argument("--repo")
+    p.add_argument("--timeout-minutes", type=int)
+    p.add_argument("--model")
+
+    p = command("logs", "print the tasks' logs (-f: follow, like stern)")
+    p.add_argument("task_ids", metavar="TASK_ID", nargs="*", help="default: every task, new ones join")
+    p.add_argument("--follow", "-f", action="store_true")
+    p.add_argument("--base-branch", "--branch", dest="base_branch")
+    p.add_argument("--cursor", help="continue after a cursor printed by an earlier run (json output)")
+    p.add_argument("--no-color", action="store_true")
+
+    p = command("list", "list the tasks")
+    p.add_argument("--all-environments", "-A", action="store_true")
+
+    for name, text in (("status", "show one task and its result"), ("cancel", "stop and delete one task")):
+        p = command(name, text)
+        p.add_argument("task_id", metavar="TASK_ID")
+        p.add_argument("--base-branch", "--branch", dest="base_branch")
+
+    p = command("cleanup", "delete finished tasks")
+    p.add_argument(
+        "--older-than",
+        dest="older_than_minutes",
+        type=float,
+        metavar="MINUTES",
+        help="only tasks finished longer ago (default: every finished task)",
+    )
+    p.add_argument("--dry-run", action="store_true")
+
+    p = command("run-task", "run one task in this process (what the agent pod runs)")
+    p.add_argument("runner_args", nargs=argparse.REMAINDER, help="passed to the task runner")
+    return parser
+
+
+# -- output -------------------------------------------------------------------------------------
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60}m"
+    return f"{s // 86400}d{s % 86400 // 3600}h"
+
+
+def _table(rows: list[list[str]], out: TextIO) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        out.write(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() + "\n"
+        )
+
+
+def _cut(text: str | None, size: int) -> str:
+    text = (text or "").replace("\n", " ")
+    return text if len(text) <= size else text[: size - 1] + "…"
+
+
+def print_agents(result: AgentList, out: TextIO) -> None:
+    if not result.agents:
+        out.write(f"no tasks in {', '.join(result.environments)}\n")
+        return
+    rows = [["TASK", "ENV", "PHASE", "BRANCH", "AGE", "DURATION", "NODE", "LAST LINE / RESULT"]]
+    for a in result.agents:
+        rows.append(
+            [
+                a.task_id,
+                a.environment,
+                a.phase,
+                a.branch or "-",
+                _age(a.age_seconds),
+                _age(a.duration_seconds),
+                a.node or "-",
+                _cut(a.result_summary or a.last_log_line, 60),
+            ]
+        )
+    _table(rows, out)
+
+
+def print_status(status: TaskStatus, out: TextIO) -> None:
+    fields: list[tuple[str, Any]] = [
+        ("task", status.task_id),
+        ("phase", status.phase + (f" ({status.reason})" if status.reason else "")),
+        ("environment", f"{status.environment} (namespace {status.namespace})"),
+        ("job", status.job),
+        ("branch", f"{status.branch} (from {status.base_branch})"),
+        ("repo", status.repo),
+        ("step", status.step),
+        ("node", status.node),
+        ("pods", ", ".join(status.pods) or None),
+        ("age", _age(status.age_seconds)),
+        ("duration", _age(status.duration_seconds)),
+        ("exit code", status.exit_code),
+        ("last line", status.last_log_line),
+    ]
+    if status.result is not None:
+        r = status.result
+        fields += [
+            ("result", r.status),
+            ("commits", r.commits),
+            ("head", r.head_sha),
+            ("pushed", r.pushed),
+            ("files", ", ".join(r.files_changed) or None),
+            ("summary", r.summary),
+            ("error", r.error),
+        ]
+    for key, value in fields:
+        if value not in (None, ""):
+            out.write(f"{key + ':':<13}{value}\n")
+
+
+def _print(
+    result: BaseModel, output: str, out: TextIO, human: Callable[[Any, TextIO], None] | None = None
+) -> None:
+    if output == "json" or human is None:
+        out.write(result.model_dump_json(indent=2) + "\n")
+    else:
+        human(result, out)
+
+
+def _message(result: Any, out: TextIO) -> None:
+    out.write(result.message + "\n")
+
+
+def _handle(result: Any, out: TextIO) -> None:
+    state = "created" if result.created else "exists already"
+    out.write(
+        f"{result.task_id}: job {result.job} in {result.namespace} ({result.environment}), "
+        f"branch {result.branch} — {state}\n"
+    )
+
+
+def _plan(result: Any, out: TextIO) -> None:
+    rows = [["TASK", "WAVE", "ACTION", "REASON"]]
+    rows += [[p.task_id, str(p.wave), p.action, p.reason or ""] for p in result.plan]
+    if result.plan:
+        _table(rows, out)
+    out.write(result.message + "\n")
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+
+def _spawn(service: RunnerService, args: argparse.Namespace) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "task_id": args.task_id,
+        "description": args.description,
+        "repo": args.repo,
+        "base_branch": args.base_branch,
+        "environment": args.env,
+        "timeout_minutes": args.timeout_minutes,
+        "model": args.model,
+        "agent": args.agent,
+        "context_files": list(args.context_files),
+    }
+    if args.context_dir:
+        root = service.settings.repo_root
+        directory = Path(args.context_dir)
+        directory = directory if directory.is_absolute() else Path.cwd() / directory
+        values["feature_dir"] = os.path.relpath(directory, root)
+        for name in ("tasks.md", "spec.md", "plan.md"):
+            if (directory / name).is_file():
+                values["context_files"].append(os.path.relpath(directory / name, root))
+        tasks_md = directory / "tasks.md"
+        if values["description"] is None and tasks_md.is_file():
+            line = next(
+                (
+                    t
+                    for t in speckit.parse_tasks(tasks_md.read_text(encoding="utf-8"), "context_dir")
+                    if t.task_id == args.task_id
+                ),
+                None,
+            )
+            values["description"] = line.description if line is not None else None
+    if values["description"] is None:
+        raise InvalidInput(
+            "description",
+            "it was not given and no tasks.md line of the task was found",
+            "the task text as second argument, or --context-dir with a tasks.md naming the task",
+        )
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _logs(service: RunnerService, args: argparse.Namespace, out: TextIO) -> int:
+    color = args.output == "table" and not args.no_color and out.isatty() and not os.environ.get("NO_COLOR")
+    prefixer = logs.Prefixer(color)
+    base = {"task_ids": args.task_ids, "base_branch": args.base_branch, "environment": args.env}
+
+    async def on_batch(lines: list[LogLine], _states: list[TaskLogState]) -> None:
+        for line in lines:
+            out.write((line.model_dump_json() if args.output == "json" else prefixer.format(line)) + "\n")
+        out.flush()
+
+    cursor = args.cursor
+    while True:
+        wait = FOLLOW_WAIT_SECONDS if args.follow else 0.0
+        chunk = anyio.run(
+            partial(service.stream_logs, on_batch=on_batch, cursor=cursor, wait_seconds=wait, **base)
+        )
+        cursor = chunk.cursor
+        if chunk.more:
+            continue
+        if not args.follow or (args.task_ids and chunk.all_finished):
+            if args.output == "json":
+                out.write(
+                    json.dumps({"cursor": cursor, "tasks": [t.model_dump() for t in chunk.tasks]}) + "\n"
+                )
+            failed = any(t.phase in FAILED_PHASES for t in chunk.tasks)
+            return EXIT_FAILED if args.follow and failed else EXIT_OK
+
+
+def run(
+    argv: Sequence[str],
+    service_factory: Callable[[str | None], RunnerService] | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    parser = build_parser()
+    args = parser.parse_args(list(argv))
+    if args.command == "run-task":
+        from mcp_server import runner
+
+        return int(runner.main(list(args.runner_args)))  # type: ignore[attr-defined]
+
+    def make(env: str | None) -> RunnerService:
+        return RunnerService(load_settings(environment=env))
+
+    try:
+        service = (service_factory or make)(args.env)
+        if args.command == "spawn":
+            _print(service.spawn_task(**_spawn(service, args)), args.output, out, _handle)
+        elif args.command == "spawn-async":
+            values = {
+                k: getattr(args, k)
+                for k in (
+                    "tasks_file",
+                    "base_branch",
+                    "task_ids",
+                    "max_parallel",
+                    "dry_run",
+                    "repo",
+                    "timeout_minutes",
+                    "model",
+                )
+            }
+            tasks_file = Path(args.tasks_file)
+            if not tasks_file.is_absolute():
+                values["tasks_file"] = os.path.relpath(Path.cwd() / tasks_file, service.settings.repo_root)
+            values["environment"] = args.env
+            _print(
+                service.spawn_async(**{k: v for k, v in values.items() if v is not None}),
+                args.output,
+                out,
+                _plan,
+            )
+        elif args.command == "logs":
+            return _logs(service, args, out)
+        elif args.command == "list":
+            _print(
+                service.list_agents(environment=args.env, all_environments=args.all_environments),
+                args.output,
+                out,
+                print_agents,
+            )
+        elif args.command == "status":
+            status = service.status(task_id=args.task_id, base_branch=args.base_branch, environment=args.env)
+            _print(status, args.output, out, print_status)
+            return EXIT_FAILED if status.phase in FAILED_PHASES else EXIT_OK
+        elif args.command == "cancel":
+            _print(
+                service.cancel(task_id=args.task_id, base_branch=args.base_branch, environment=args.env),
+                args.output,
+                out,
+                _message,
+            )
+        elif args.command == "cleanup":
+            values = {
+                "older_than_minutes": args.older_than_minutes,
+                "dry_run": args.dry_run,
+                "environment": args.env,
+            }
+            _print(service.cleanup(**values), args.output, out, _message)
+    except RunnerError as exc:
+        err.write(f"agentic-runner: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+def main() -> None:
+    try:
+        sys.exit(run(sys.argv[1:]))
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)
