@@ -58,6 +58,12 @@ class Helm:
     testenv: TestEnv
     kube_version: str  # the control plane's version, as ArgoCD passes the destination's
 
+    @classmethod
+    def for_testenv(cls, testenv: TestEnv) -> Helm:
+        # `helm template` renders for --kube-version: without it the pinned build (no k8sVersion
+        # ldflags) would assume v1.20 and refuse the chart's kubeVersion range.
+        return cls(testenv, server_version(testenv))
+
     def run(self, *args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
             [str(self.testenv.bin_dir / "helm"), *args], env=self.testenv.environ(), cwd=REPO_ROOT,
@@ -213,3 +219,21 @@ def scan_for_secret_material(docs: Iterable[Doc]) -> list[Finding]:
                     if isinstance(text, str) and pattern.search(text):
                         findings.append(Finding(obj, path, what))
     return findings
+
+
+def pod_from_template(podtemplate: Doc, name: str, task_context: Mapping[str, Any]) -> Doc:
+    """A Pod with the PodTemplate's pod (labels, annotations, spec) and a task context annotation,
+    the way the server builds a Job's pod from it."""
+    template = podtemplate["template"]
+    meta = template.get("metadata") or {}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "labels": dict(meta.get("labels") or {}),
+            "annotations": {**(meta.get("annotations") or {}),
+                            "agentic-sdlc.dev/task-context": json.dumps(dict(task_context))},
+        },
+        "spec": template["spec"],
+    }

@@ -153,3 +153,14 @@ def test_release_values_only_configure_the_chart() -> None:
         sub = values[CHART_NAME]
         assert sub["environment"] == env
         assert sub["namespace"]["name"] == f"agent-runner-{env}"
+
+
+def test_readme_values_table_covers_every_value() -> None:
+    readme = (CHART_DIR / "README.md").read_text(encoding="utf-8")
+    rows = set(re.findall(r"^\| `([^`]+)` \|", readme, flags=re.MULTILINE))
+    missing = []
+    for path in leaf_paths(load_values()):
+        parts = path.strip(".").split(".")
+        if not any(".".join(parts[:n]) in rows for n in range(1, len(parts) + 1)):
+            missing.append(path)
+    assert missing == []

@@ -1,0 +1,464 @@
+"""The chart and the releases as the real, pinned helm lints and renders them: lint --strict, the
+values schema and the template guards refusing bad input, the shape of every release, the agent
+PodTemplate's contract with the server, no secret material anywhere, and the vendored dependency
+in sync with chart/."""
+
+from __future__ import annotations
+
+import hashlib
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support.chart import (
+    CHART_DIR,
+    CHART_NAME,
+    ENVIRONMENTS,
+    Doc,
+    Helm,
+    find,
+    object_list,
+    release_dir,
+    release_name,
+    release_namespace,
+    scan_for_secret_material,
+)
+from tests.support.testenv import TestEnv
+
+pytestmark = pytest.mark.integration
+
+STORE = {"secretStoreRef": {"kind": "ClusterSecretStore", "name": "vault"}}
+SSH_REFS = {"ssh": {"privateKey": {"key": "git/ssh", "property": "key"},
+                    "knownHosts": {"key": "git/ssh", "property": "known_hosts"}}}
+TOKEN_REFS = {"token": {"username": {"key": "git/token", "property": "user"},
+                        "token": {"key": "git/token", "property": "token"}}}
+LLM = [{"envName": "ANTHROPIC_API_KEY", "remoteRef": {"key": "llm", "property": "anthropic"}},
+       {"envName": "OPENAI_API_KEY", "remoteRef": {"key": "llm", "property": "openai"}}]
+
+
+def credentials(auth: str, source: str) -> dict[str, Any]:
+    """Values for git auth `auth` with credentials from ESO (`eso`) or existing Secrets (`existing`)."""
+    if source == "existing":
+        return {"git": {"auth": auth}, "externalSecrets": {"enabled": False, "llm": []},
+                "existingSecret": {"git": "" if auth == "none" else "team-git", "llm": "team-llm"}}
+    refs = {"ssh": SSH_REFS, "token": TOKEN_REFS, "none": {}}[auth]
+    return {"git": {"auth": auth}, "externalSecrets": {"enabled": True, **STORE, "git": refs, "llm": LLM}}
+
+
+@pytest.fixture(scope="module")
+def helm(testenv: TestEnv) -> Helm:
+    return Helm.for_testenv(testenv)
+
+
+def render_chart(helm: Helm, values: dict[str, Any] | None = None, release: str = "t") -> list[Doc]:
+    return helm.render(CHART_DIR, release=release, namespace="ns", values=values)
+
+
+def podtemplate(docs: list[Doc]) -> Doc:
+    return find(docs, "PodTemplate")
+
+
+def agent_container(docs: list[Doc]) -> Doc:
+    (container,) = podtemplate(docs)["template"]["spec"]["containers"]
+    return container
+
+
+# -- lint ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["chart", *[f"releases/{release_name(e)}" for e in ENVIRONMENTS]])
+def test_helm_lint_strict(helm: Helm, path: str) -> None:
+    proc = helm.run("lint", "--strict", path, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 chart(s) linted, 0 chart(s) failed" in proc.stdout
+    assert "[WARNING]" not in proc.stdout and "[ERROR]" not in proc.stdout
+
+
+@pytest.mark.parametrize("auth", ["ssh", "token", "none"])
+@pytest.mark.parametrize("source", ["eso", "existing"])
+def test_helm_lint_strict_with_each_credential_source(helm: Helm, tmp_path: Path, auth: str,
+                                                      source: str) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump(credentials(auth, source)), encoding="utf-8")
+    proc = helm.run("lint", "--strict", "chart", "--values", str(values), check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# -- the schema and the guards refuse bad values, and nothing is rendered ------------------------
+
+SCHEMA_REFUSALS = [
+    (["gitt.auth=ssh"], "- at '': additional properties 'gitt' not allowed"),
+    (["task.cleanup.polcy=keep"], "- at '/task/cleanup': additional properties 'polcy' not allowed"),
+    (["task.timeoutSeconds=two-hours"], "- at '/task/timeoutSeconds': got string, want integer"),
+    (["rbac.create=yes"], "- at '/rbac/create': got string, want boolean"),
+    (["git.auth=ftp"], "- at '/git/auth': value must be one of 'ssh', 'token', 'none'"),
+    (["git.auth=SSH"], "- at '/git/auth': value must be one of 'ssh', 'token', 'none'"),
+    (["task.cleanup.policy=sometimes"],
+     "- at '/task/cleanup/policy': value must be one of 'delete', 'keepFor', 'keep'"),
+    (["task.branchPattern=agentic/{base_branch}"],
+     "- at '/task/branchPattern': 'agentic/{base_branch}' does not match pattern"),
+    (["rbac.subjects[0].kind=Robot", "rbac.subjects[0].name=r2"],
+     "- at '/rbac/subjects/0/kind': value must be one of 'User', 'Group', 'ServiceAccount'"),
+    (["rbac.subjects[0].kind=User"], "- at '/rbac/subjects/0': missing property 'name'"),
+    (["serviceAccount.workloadIdentity.provider=aws"],
+     "- at '/serviceAccount/workloadIdentity/provider': value must be one of 'none', 'gke', 'eks', 'azure'"),
+    (["image.pullPolicy=Sometimes"],
+     "- at '/image/pullPolicy': value must be one of 'Always', 'IfNotPresent', 'Never'"),
+]
+
+
+@pytest.mark.parametrize(("sets", "message"), SCHEMA_REFUSALS, ids=[s[0][0] for s in SCHEMA_REFUSALS])
+def test_schema_refuses_bad_values_with_a_readable_message(helm: Helm, sets: list[str], message: str) -> None:
+    args = [a for s in sets for a in ("--set", s)]
+    proc = helm.run("template", "t", "chart", "--kube-version", helm.kube_version, *args, check=False)
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert "values don't meet the specifications of the schema(s)" in proc.stderr
+    assert message in proc.stderr
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_schema_applies_through_each_release(helm: Helm, env: str) -> None:
+    for sets, message in [
+        (f"{CHART_NAME}.git.auth=ftp", "- at '/git/auth': value must be one of 'ssh', 'token', 'none'"),
+        (f"{CHART_NAME}.task.cleanupp=1", "- at '/task': additional properties 'cleanupp' not allowed"),
+    ]:
+        proc = helm.run("template", release_name(env), f"releases/{release_name(env)}",
+                        "--kube-version", helm.kube_version, "--set", sets, check=False)
+        assert proc.returncode == 1 and proc.stdout == ""
+        assert f"{CHART_NAME}:\n{message}" in proc.stderr
+
+
+GUARDS = [
+    ({"git": {"auth": "ssh"}, "externalSecrets": {"git": SSH_REFS}},
+     "externalSecrets.secretStoreRef.name is required"),
+    ({"git": {"auth": "ssh"}, "externalSecrets": STORE},
+     "git.auth is ssh: set externalSecrets.git.ssh.privateKey.key and "
+     "externalSecrets.git.ssh.knownHosts.key"),
+    ({"git": {"auth": "token"}, "externalSecrets": STORE},
+     "git.auth is token: set externalSecrets.git.token.username.key and externalSecrets.git.token.token.key"),
+    ({"git": {"auth": "ssh"}, "externalSecrets": {"enabled": False}},
+     "git.auth is ssh and externalSecrets.enabled is false: set existingSecret.git to the name of a Secret "
+     "with ssh-privatekey and known_hosts"),
+    ({"git": {"auth": "token"}, "externalSecrets": {"enabled": False}},
+     "set existingSecret.git to the name of a Secret with username and token"),
+    ({"existingSecret": {"git": "mine"}},
+     "existingSecret.git/existingSecret.llm are used only with externalSecrets.enabled: false"),
+    ({"externalSecrets": {"enabled": False, "llm": LLM[:1]}},
+     "externalSecrets.llm is set but externalSecrets.enabled is false"),
+    ({"serviceAccount": {"workloadIdentity": {"provider": "gke"}}},
+     "serviceAccount.workloadIdentity.provider is gke: set "
+     "serviceAccount.workloadIdentity.gke.gcpServiceAccount"),
+    ({"serviceAccount": {"workloadIdentity": {"provider": "eks"}}},
+     "serviceAccount.workloadIdentity.provider is eks: set serviceAccount.workloadIdentity.eks.roleArn"),
+    ({"serviceAccount": {"workloadIdentity": {"provider": "azure"}}},
+     "serviceAccount.workloadIdentity.provider is azure: set serviceAccount.workloadIdentity.azure.clientId"),
+    ({"serviceAccount": {"create": False, "workloadIdentity": {"provider": "eks", "eks": {
+        "roleArn": "arn:aws:iam::123456789012:role/agent"}}}},
+     "serviceAccount.workloadIdentity.provider is eks but serviceAccount.create is false"),
+]
+
+
+@pytest.mark.parametrize(("values", "message"), GUARDS, ids=[g[1][:50] for g in GUARDS])
+def test_guards_refuse_incomplete_combinations(helm: Helm, values: dict[str, Any], message: str) -> None:
+    proc = helm.template(CHART_DIR, release="t", namespace="ns", values=values, check=False)
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert message in proc.stderr
+
+
+# -- each release ----------------------------------------------------------------------------------
+
+EXPECTED_OBJECTS = {
+    "dev": ["ResourceQuota/{r}-agents", "ServiceAccount/{r}-agent", "ConfigMap/{r}-config",
+            "Role/{r}-task-runner", "RoleBinding/{r}-task-runner", "ExternalSecret/{r}-git",
+            "ExternalSecret/{r}-llm", "PodTemplate/{r}-agent"],
+    "stg": ["NetworkPolicy/{r}-agent-egress", "ResourceQuota/{r}-agents", "ServiceAccount/{r}-agent",
+            "ConfigMap/{r}-config", "Role/{r}-task-runner", "RoleBinding/{r}-task-runner",
+            "ExternalSecret/{r}-git", "ExternalSecret/{r}-llm", "PodTemplate/{r}-agent"],
+}
+EXPECTED_OBJECTS["prod"] = EXPECTED_OBJECTS["stg"]
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_release_renders_its_objects(helm: Helm, env: str, capsys: pytest.CaptureFixture[str]) -> None:
+    docs = helm.render_release(env)
+    objects = object_list(docs)
+    with capsys.disabled():
+        print(f"\n[chart] release {release_name(env)} (namespace {release_namespace(env)}) renders "
+              f"{len(objects)} objects:\n  " + "\n  ".join(objects))
+    assert objects == [o.format(r=release_name(env)) for o in EXPECTED_OBJECTS[env]]
+    for doc in docs:
+        assert doc["metadata"]["namespace"] == release_namespace(env), doc["metadata"]["name"]
+        labels = doc["metadata"]["labels"]
+        assert labels["app.kubernetes.io/instance"] == release_name(env)
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+        assert labels["agentic-sdlc.dev/environment"] == env
+    pt = podtemplate(docs)
+    assert pt["metadata"]["name"] == f"{release_name(env)}-agent"  # docs/contracts.md
+    assert pt["template"]["metadata"]["labels"]["agentic-sdlc.dev/environment"] == env
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_release_argocd_application(env: str) -> None:
+    app = yaml.safe_load((release_dir(env) / "argocd.yaml").read_text(encoding="utf-8"))
+    assert app["apiVersion"] == "argoproj.io/v1alpha1" and app["kind"] == "Application"
+    spec = app["spec"]
+    assert spec["source"]["path"] == f"releases/{release_name(env)}"
+    assert spec["source"]["helm"]["releaseName"] == release_name(env)
+    assert spec["destination"]["namespace"] == release_namespace(env)
+    assert "CreateNamespace=true" in spec["syncPolicy"]["syncOptions"]
+    assert spec["syncPolicy"]["managedNamespaceMetadata"]["labels"]["pod-security.kubernetes.io/enforce"] == (
+        "restricted")
+    automated = spec["syncPolicy"].get("automated")
+    if env == "dev":
+        assert automated == {"prune": True, "selfHeal": True}
+    elif env == "prod":
+        assert automated is None  # manual sync
+
+
+# -- the agent PodTemplate ---------------------------------------------------------------------------
+
+
+def test_podtemplate_is_the_whole_restricted_agent_pod(helm: Helm) -> None:
+    docs = render_chart(helm, {**credentials("ssh", "eso"), "podAnnotations": {"a": "1"},
+                               "podLabels": {"team": "x"}})
+    pt = podtemplate(docs)
+    assert pt["metadata"]["name"] == "t-agentic-sdlc-agent-runner-agent"
+    meta, spec = pt["template"]["metadata"], pt["template"]["spec"]
+    assert meta == {
+        "labels": {"app.kubernetes.io/name": "agentic-sdlc-agent-runner", "app.kubernetes.io/instance": "t",
+                   "app.kubernetes.io/component": "agent-task", "team": "x"},
+        "annotations": {"a": "1"},
+    }
+    assert spec["restartPolicy"] == "Never"
+    assert spec["serviceAccountName"] == "t-agentic-sdlc-agent-runner-agent"
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["securityContext"] == {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000,
+                                       "fsGroup": 1000, "seccompProfile": {"type": "RuntimeDefault"}}
+    c = agent_container(docs)
+    assert c["name"] == "agent"
+    assert c["securityContext"] == {
+        "runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"}}
+    assert c["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert c["envFrom"] == [{"configMapRef": {"name": "t-agentic-sdlc-agent-runner-config"}},
+                            {"secretRef": {"name": "t-agentic-sdlc-agent-runner-llm"}}]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["AGENTIC_TASK_CONTEXT_FILE"]["value"] == "/etc/agentic-sdlc/task/context.json"
+    assert env["AGENTIC_GIT_SSH_DIR"]["value"] == "/etc/agentic-sdlc/git-ssh"
+    assert env["HOME"]["value"] == "/home/agent"
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    assert {n: m["mountPath"] for n, m in mounts.items()} == {
+        "task-context": "/etc/agentic-sdlc/task", "workspace": "/workspace", "home": "/home/agent",
+        "tmp": "/tmp", "git-ssh": "/etc/agentic-sdlc/git-ssh"}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["task-context"]["downwardAPI"]["items"] == [{
+        "path": "context.json",
+        "fieldRef": {"fieldPath": "metadata.annotations['agentic-sdlc.dev/task-context']"}}]
+    assert volumes["git-ssh"]["secret"] == {
+        "secretName": "t-agentic-sdlc-agent-runner-git", "defaultMode": 0o400,
+        "items": [{"key": "ssh-privatekey", "path": "ssh-privatekey"},
+                  {"key": "known_hosts", "path": "known_hosts"}]}
+    for name in ("workspace", "home", "tmp"):
+        assert "sizeLimit" in volumes[name]["emptyDir"]
+
+
+def test_token_auth_reaches_the_agent_only_through_secret_key_refs(helm: Helm) -> None:
+    docs = render_chart(helm, credentials("token", "existing"))
+    c = agent_container(docs)
+    env = {e["name"]: e for e in c["env"]}
+    assert env["AGENTIC_GIT_USERNAME"] == {"name": "AGENTIC_GIT_USERNAME", "valueFrom": {
+        "secretKeyRef": {"name": "team-git", "key": "username"}}}
+    assert env["AGENTIC_GIT_TOKEN"] == {"name": "AGENTIC_GIT_TOKEN", "valueFrom": {
+        "secretKeyRef": {"name": "team-git", "key": "token"}}}
+    assert {"secretRef": {"name": "team-llm"}} in c["envFrom"]
+    assert "git-ssh" not in {v["name"] for v in podtemplate(docs)["template"]["spec"]["volumes"]}
+    assert [d for d in docs if d["kind"] == "ExternalSecret"] == []
+
+
+@pytest.mark.parametrize(("cleanup", "ttl"), [
+    ({"policy": "delete"}, "300"), ({"policy": "delete", "deleteAfterSeconds": 60}, "60"),
+    ({"policy": "keepFor", "keepForHours": 48}, "172800"), ({"policy": "keep"}, None),
+])
+def test_task_defaults_are_podtemplate_annotations_and_configmap_entries(
+        helm: Helm, cleanup: dict[str, Any], ttl: str | None) -> None:
+    docs = render_chart(helm, {"task": {"cleanup": cleanup, "timeoutSeconds": 5400, "backoffLimit": 1,
+                                        "branchPattern": "agent/{task_id}", "baseBranch": "develop"},
+                               "opencode": {"model": "anthropic/claude-sonnet-4-5", "agent": "plan"}})
+    annotations = podtemplate(docs)["metadata"]["annotations"]
+    expected = {
+        "agentic-sdlc.dev/active-deadline-seconds": "5400",
+        "agentic-sdlc.dev/cleanup-policy": cleanup["policy"],
+        "agentic-sdlc.dev/backoff-limit": "1",
+        "agentic-sdlc.dev/branch-pattern": "agent/{task_id}",
+        "agentic-sdlc.dev/default-base-branch": "develop",
+        "agentic-sdlc.dev/default-model": "anthropic/claude-sonnet-4-5",
+        "agentic-sdlc.dev/default-agent": "plan",
+    }
+    if ttl is not None:
+        expected["agentic-sdlc.dev/ttl-seconds-after-finished"] = ttl
+    assert annotations == expected
+    data = find(docs, "ConfigMap")["data"]
+    assert data.get("AGENTIC_TTL_SECONDS_AFTER_FINISHED") == ttl
+    assert data["AGENTIC_TIMEOUT_SECONDS"] == "5400" and data["AGENTIC_BRANCH_PATTERN"] == "agent/{task_id}"
+    assert data["AGENTIC_OPENCODE_MODEL"] == "anthropic/claude-sonnet-4-5"
+
+
+def test_defaults_two_hour_timeout_backoff_zero_and_no_model(helm: Helm) -> None:
+    docs = render_chart(helm)
+    annotations = podtemplate(docs)["metadata"]["annotations"]
+    assert annotations["agentic-sdlc.dev/active-deadline-seconds"] == "7200"
+    assert annotations["agentic-sdlc.dev/backoff-limit"] == "0"
+    assert annotations["agentic-sdlc.dev/branch-pattern"] == "agentic/{base_branch}/{task_id}"
+    assert "agentic-sdlc.dev/default-model" not in annotations
+    assert "AGENTIC_OPENCODE_MODEL" not in find(docs, "ConfigMap")["data"]
+    assert object_list(docs) == ["ServiceAccount/t-agentic-sdlc-agent-runner-agent",
+                                 "ConfigMap/t-agentic-sdlc-agent-runner-config",
+                                 "Role/t-agentic-sdlc-agent-runner-task-runner",
+                                 "PodTemplate/t-agentic-sdlc-agent-runner-agent"]
+
+
+@pytest.mark.parametrize(("identity", "annotations", "pod_label"), [
+    ({"provider": "gke", "gke": {"gcpServiceAccount": "agent@proj.iam.gserviceaccount.com"}},
+     {"iam.gke.io/gcp-service-account": "agent@proj.iam.gserviceaccount.com"}, False),
+    ({"provider": "eks", "eks": {"roleArn": "arn:aws:iam::123456789012:role/agent"}},
+     {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/agent"}, False),
+    ({"provider": "azure", "azure": {"clientId": "00000000-0000-0000-0000-000000000001", "tenantId": "t1"}},
+     {"azure.workload.identity/client-id": "00000000-0000-0000-0000-000000000001",
+      "azure.workload.identity/tenant-id": "t1"}, True),
+    ({"provider": "none"}, None, False),
+])
+def test_workload_identity(helm: Helm, identity: dict[str, Any], annotations: dict[str, str] | None,
+                           pod_label: bool) -> None:
+    docs = render_chart(helm, {"serviceAccount": {"workloadIdentity": identity}})
+    sa = find(docs, "ServiceAccount")
+    assert sa["metadata"].get("annotations") == annotations
+    assert sa["automountServiceAccountToken"] is False
+    labels = podtemplate(docs)["template"]["metadata"]["labels"]
+    assert (labels.get("azure.workload.identity/use") == "true") is pod_label
+
+
+def test_image_by_tag_or_digest_and_pull_secrets(helm: Helm) -> None:
+    digest = "sha256:" + "ab" * 32
+    c = agent_container(render_chart(helm, {"image": {"repository": "reg.example/agent", "tag": "1.2.3"}}))
+    assert c["image"] == "reg.example/agent:1.2.3"
+    docs = render_chart(helm, {"image": {"repository": "reg.example/agent", "digest": digest,
+                                         "pullPolicy": "Always"}, "imagePullSecrets": ["regcred"]})
+    assert agent_container(docs)["image"] == f"reg.example/agent@{digest}"
+    assert agent_container(docs)["imagePullPolicy"] == "Always"
+    assert podtemplate(docs)["template"]["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+
+
+def test_rbac_role_is_least_privilege_and_binds_rbac_subjects(helm: Helm) -> None:
+    docs = render_chart(helm, {"rbac": {"subjects": [
+        {"kind": "User", "name": "developer"}, {"kind": "Group", "name": "devs"},
+        {"kind": "ServiceAccount", "name": "mcp"},
+        {"kind": "ServiceAccount", "name": "ci", "namespace": "ci"}]}})
+    rules = find(docs, "Role")["rules"]
+    granted = {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"]
+               for v in rule["verbs"]}
+    assert granted == {
+        *{("batch", "jobs", v) for v in ("create", "get", "list", "watch", "delete")},
+        *{("", "pods", v) for v in ("get", "list", "watch")},
+        ("", "pods/log", "get"),
+        *{("", "podtemplates", v) for v in ("get", "list")},
+        *{("", "events", v) for v in ("get", "list", "watch")},
+    }
+    assert find(docs, "RoleBinding")["subjects"] == [
+        {"kind": "User", "name": "developer", "apiGroup": "rbac.authorization.k8s.io"},
+        {"kind": "Group", "name": "devs", "apiGroup": "rbac.authorization.k8s.io"},
+        {"kind": "ServiceAccount", "name": "mcp", "namespace": "ns"},
+        {"kind": "ServiceAccount", "name": "ci", "namespace": "ci"},
+    ]
+
+
+def test_network_policy_and_quota(helm: Helm) -> None:
+    docs = render_chart(helm, {"networkPolicy": {"enabled": True, "egress": [
+        {"cidr": "10.1.0.0/16", "except": ["10.1.2.0/24"], "ports": [{"port": 22}]}]},
+        "resourceQuota": {"enabled": True, "maxPods": 3}})
+    policy = find(docs, "NetworkPolicy")["spec"]
+    assert policy["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "agentic-sdlc-agent-runner", "app.kubernetes.io/instance": "t",
+        "app.kubernetes.io/component": "agent-task"}
+    assert policy["policyTypes"] == ["Ingress", "Egress"] and policy["ingress"] == []
+    dns, git = policy["egress"]
+    assert dns["ports"] == [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]
+    assert git == {"to": [{"ipBlock": {"cidr": "10.1.0.0/16", "except": ["10.1.2.0/24"]}}],
+                   "ports": [{"port": 22, "protocol": "TCP"}]}
+    assert find(docs, "ResourceQuota")["spec"] == {"hard": {"pods": "3"}}
+
+
+def test_namespace_create_labels_pod_security_restricted(helm: Helm) -> None:
+    docs = render_chart(helm, {"namespace": {"create": True, "name": "agents"}})
+    ns = find(docs, "Namespace", "agents")
+    assert {k: v for k, v in ns["metadata"]["labels"].items() if k.startswith("pod-security")} == {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest",
+        "pod-security.kubernetes.io/audit": "restricted",
+        "pod-security.kubernetes.io/warn": "restricted",
+    }
+    assert {d["metadata"]["namespace"] for d in docs if d["kind"] != "Namespace"} == {"agents"}
+
+
+# -- no secret material ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+@pytest.mark.parametrize("auth", ["ssh", "token", "none"])
+@pytest.mark.parametrize("source", ["eso", "existing"])
+def test_release_renders_no_secret_material(helm: Helm, env: str, auth: str, source: str) -> None:
+    docs = helm.render_release(env, credentials(auth, source))
+    assert docs, "nothing rendered"
+    assert scan_for_secret_material(docs) == []
+    assert [d["kind"] for d in docs if d["kind"] == "Secret"] == []
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_release_scan_as_shipped_finds_nothing(helm: Helm, env: str) -> None:
+    assert scan_for_secret_material(helm.render_release(env)) == []
+
+
+def test_scan_catches_a_literal_planted_through_values(helm: Helm) -> None:
+    """The scan on a real render is not vacuous: a credential put into extraEnv as a literal is found."""
+    planted = {"extraEnv": [{"name": "GITHUB_TOKEN", "value": "ghp_" + "x1" * 18}],
+               "podAnnotations": {"note": "sk-" + "ant-" + "y2" * 12}}
+    findings = {f.what for f in scan_for_secret_material(helm.render_release("dev", planted))}
+    assert findings == {"env literal under credential-like name GITHUB_TOKEN", "GitHub token",
+                        "OpenAI/Anthropic style key"}
+
+
+# -- the vendored dependency ---------------------------------------------------------------------
+
+
+def tgz_contents(path: Path) -> dict[str, str]:
+    with tarfile.open(path, "r:gz") as tar:
+        return {m.name: hashlib.sha256(tar.extractfile(m).read()).hexdigest()  # type: ignore[union-attr]
+                for m in tar.getmembers() if m.isfile()}
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_vendored_chart_matches_chart_dir(helm: Helm, tmp_path: Path, env: str) -> None:
+    helm.run("package", "chart", "--destination", str(tmp_path))
+    (fresh,) = tmp_path.glob("*.tgz")
+    vendored = release_dir(env) / "charts" / fresh.name
+    refresh = f"helm dependency update --skip-refresh releases/{release_name(env)}"
+    assert vendored.exists(), f"{vendored} is missing; run: {refresh}"
+    assert tgz_contents(vendored) == tgz_contents(fresh), (
+        f"{vendored.relative_to(release_dir(env).parents[1])} differs from chart/; refresh it: {refresh}")
+    listing = helm.run("dependency", "list", f"releases/{release_name(env)}").stdout.splitlines()
+    assert [row.split() for row in listing if row.strip()] == [
+        ["NAME", "VERSION", "REPOSITORY", "STATUS"], [CHART_NAME, "0.1.0", "file://../../chart", "ok"]]
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_release_render_is_the_chart_render_with_the_release_values(helm: Helm, env: str) -> None:
+    """The wrapper adds nothing of its own (and its vendored chart is chart/): rendering the release
+    equals rendering chart/ with the release's values."""
+    sub = yaml.safe_load((release_dir(env) / "values.yaml").read_text(encoding="utf-8"))[CHART_NAME]
+    direct = helm.render(CHART_DIR, release=release_name(env), namespace=release_namespace(env), values=sub)
+    assert direct == helm.render_release(env)
