@@ -1,0 +1,3 @@
+from mcp_server.runner import main
+
+raise SystemExit(main())

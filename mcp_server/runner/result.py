@@ -1,0 +1,101 @@
+"""The runner's result JSON (docs/contracts.md, "Runner output").
+
+Written to `AGENTIC_RESULT_FILE` (the container's termination message) and as the last stdout line
+behind `AGENTIC_RESULT: `. The kubelet keeps at most 4096 bytes of a termination message, so
+`to_json()` shortens `summary`, then `files_changed`, then `error` until the document fits.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mcp_server.naming import RESULT_MARKER
+
+ResultStatus = Literal["succeeded", "failed", "no_changes", "timed_out", "cancelled"]
+
+TERMINATION_MESSAGE_LIMIT = 4096
+SUMMARY_MAX = 2000
+ERROR_MAX = 1000
+
+# Exit codes: 0 only for succeeded and no_changes (contract); the others tell the reason apart.
+EXIT_CODES: dict[str, int] = {
+    "succeeded": 0,
+    "no_changes": 0,
+    "failed": 1,
+    "timed_out": 124,
+    "cancelled": 130,
+}
+
+
+class TaskResult(BaseModel):
+    """Exactly the fields of the contract. `task_id`, `branch`, `base` are empty strings only when
+    the task context itself could not be read."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_id: str
+    status: ResultStatus
+    branch: str
+    base: str
+    commits: int = Field(0, ge=0, description="Commits on the task branch that are not on the base.")
+    head_sha: str | None = None
+    pushed: bool = False
+    files_changed: list[str] = Field(default_factory=list)
+    summary: str = ""
+    error: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.status]
+
+    def to_json(self, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
+        """Compact JSON of at most `limit` bytes (UTF-8): summary first, then the file list (ending in
+        a "... N more" item) and last the error are shortened until it fits."""
+        summary = _cut(self.summary, SUMMARY_MAX) or ""
+        error = _cut(self.error, ERROR_MAX)
+        files = self.files_changed
+        shown = list(files)
+
+        def render() -> str:
+            update = {"summary": summary, "error": error, "files_changed": shown}
+            return _dumps(self.model_copy(update=update))
+
+        text = render()
+        while len(text.encode()) > limit and summary:
+            summary = _cut(summary, max(0, len(summary) - (len(text.encode()) - limit) - 8)) or ""
+            text = render()
+        keep = len(files)
+        while len(text.encode()) > limit and keep > 0:
+            keep //= 2
+            shown = [*files[:keep], f"... {len(files) - keep} more"]
+            text = render()
+        while len(text.encode()) > limit and error:
+            error = _cut(error, len(error) // 2) or None
+            text = render()
+        return text
+
+    def marker_line(self) -> str:
+        return RESULT_MARKER + self.to_json()
+
+
+def _dumps(result: TaskResult) -> str:
+    return json.dumps(result.model_dump(mode="json"), ensure_ascii=False, separators=(",", ":"))
+
+
+def _cut(text: str | None, limit: int) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return text[: max(0, limit - 1)].rstrip() + "…"
+
+
+def parse_marker_line(line: str) -> TaskResult | None:
+    """The result from a stdout line `AGENTIC_RESULT: {...}`, or None if the line is not one."""
+    if not line.startswith(RESULT_MARKER):
+        return None
+    try:
+        return TaskResult.model_validate_json(line[len(RESULT_MARKER):])
+    except ValueError:
+        return None

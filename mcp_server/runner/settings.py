@@ -1,0 +1,125 @@
+"""The runner's configuration: environment variables (docs/contracts.md, "Runner configuration").
+
+Every refusal names the variable, what was wrong and what is allowed; a value that may be secret is
+never echoed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from mcp_server.errors import ConfigError
+
+GitAuth = Literal["ssh", "token", "none"]
+GIT_AUTH_VALUES: tuple[GitAuth, ...] = ("ssh", "token", "none")
+
+DEFAULT_CONTEXT_FILE = "/etc/agentic-sdlc/task/context.json"
+DEFAULT_WORKSPACE = "/workspace"
+DEFAULT_RESULT_FILE = "/dev/termination-log"
+DEFAULT_SSH_DIR = "/etc/agentic-sdlc/git-ssh"
+DEFAULT_AUTHOR_NAME = "Agentic SDLC Agent"
+DEFAULT_AUTHOR_EMAIL = "agent@agentic-sdlc.local"
+DEFAULT_AGENT = "build"
+
+
+@dataclass(frozen=True)
+class Settings:
+    context_file: Path
+    workspace: Path
+    result_file: Path
+    git_auth: GitAuth
+    ssh_dir: Path
+    known_hosts: Path
+    git_username: str
+    author_name: str
+    author_email: str
+    opencode_bin: str
+    opencode_model: str | None
+    opencode_agent: str
+    opencode_config: dict[str, Any]
+    clone_depth: int
+    grace_seconds: float
+    deadline_tolerance_seconds: float
+    push_attempts: int
+    worktree_repo: Path | None
+    environ: Mapping[str, str] = field(repr=False)
+
+    @property
+    def git_token(self) -> str | None:
+        return self.environ.get("AGENTIC_GIT_TOKEN") or None
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Settings:
+        env = dict(environ)
+
+        def get(name: str, default: str) -> str:
+            value = env.get(name, "").strip()
+            return value or default
+
+        auth = get("AGENTIC_GIT_AUTH", "none").lower()
+        if auth not in GIT_AUTH_VALUES:
+            raise ConfigError(
+                f"invalid AGENTIC_GIT_AUTH: {auth!r} is not a git auth mode; allowed: ssh, token or none"
+            )
+        if auth == "token" and not env.get("AGENTIC_GIT_TOKEN"):
+            raise ConfigError(
+                "invalid AGENTIC_GIT_TOKEN: it is empty but AGENTIC_GIT_AUTH=token; allowed: the token "
+                "from the git Secret (secretKeyRef), or AGENTIC_GIT_AUTH=ssh/none"
+            )
+        ssh_dir = Path(get("AGENTIC_GIT_SSH_DIR", DEFAULT_SSH_DIR))
+        worktree_repo = env.get("AGENTIC_WORKTREE_REPO", "").strip()
+        return cls(
+            context_file=Path(get("AGENTIC_TASK_CONTEXT_FILE", DEFAULT_CONTEXT_FILE)),
+            workspace=Path(get("AGENTIC_WORKSPACE", DEFAULT_WORKSPACE)),
+            result_file=Path(get("AGENTIC_RESULT_FILE", DEFAULT_RESULT_FILE)),
+            git_auth=auth,  # type: ignore[arg-type]
+            ssh_dir=ssh_dir,
+            known_hosts=Path(get("AGENTIC_GIT_KNOWN_HOSTS", str(ssh_dir / "known_hosts"))),
+            git_username=get("AGENTIC_GIT_USERNAME", "x-access-token"),
+            author_name=get("AGENTIC_GIT_AUTHOR_NAME", DEFAULT_AUTHOR_NAME),
+            author_email=get("AGENTIC_GIT_AUTHOR_EMAIL", DEFAULT_AUTHOR_EMAIL),
+            opencode_bin=get("AGENTIC_OPENCODE_BIN", "opencode"),
+            opencode_model=env.get("AGENTIC_OPENCODE_MODEL", "").strip() or None,
+            opencode_agent=get("AGENTIC_OPENCODE_AGENT", DEFAULT_AGENT),
+            opencode_config=_json_object(env, "AGENTIC_OPENCODE_CONFIG"),
+            clone_depth=_number(env, "AGENTIC_GIT_CLONE_DEPTH", 0, int, minimum=0),
+            grace_seconds=_number(env, "AGENTIC_GRACE_SECONDS", 25.0, float, minimum=1),
+            deadline_tolerance_seconds=_number(env, "AGENTIC_DEADLINE_TOLERANCE_SECONDS", 15.0, float,
+                                               minimum=0),
+            push_attempts=_number(env, "AGENTIC_PUSH_ATTEMPTS", 4, int, minimum=1),
+            worktree_repo=Path(worktree_repo) if worktree_repo else None,
+            environ=env,
+        )
+
+
+def _json_object(env: Mapping[str, str], name: str) -> dict[str, Any]:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"invalid {name}: it is not JSON ({exc.msg} at position {exc.pos}); "
+                          "allowed: a JSON object of OpenCode configuration") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"invalid {name}: it is a JSON {type(value).__name__}; "
+                          "allowed: a JSON object of OpenCode configuration")
+    return value
+
+
+def _number(env: Mapping[str, str], name: str, default: Any, kind: type, minimum: float) -> Any:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        what = "an integer" if kind is int else "a number"
+        raise ConfigError(f"invalid {name}: {raw!r} is not allowed; allowed: {what} >= {minimum:g}")
+    return value
