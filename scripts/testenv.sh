@@ -202,6 +202,23 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
+port_free() {
+  python3 -c 'import socket, sys; s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.close()' "$1" 2>/dev/null
+}
+
+# pick_port PREFERRED: the preferred port when it is set and free, otherwise any free port.
+pick_port() {
+  local preferred=${1:-}
+  if [[ -n $preferred ]]; then
+    if port_free "$preferred"; then
+      echo "$preferred"
+      return
+    fi
+    log "port $preferred is taken, choosing another"
+  fi
+  free_port
+}
+
 # wait_for NAME SECONDS CMD...: poll CMD until it succeeds, or fail naming the component.
 wait_for() {
   local name=$1 timeout=$2
@@ -229,7 +246,7 @@ start_component() {
       log "$name: a port was taken, choosing another"
       stop_component "$name"
       mv "$STATE_DIR/logs/$name.log" "$STATE_DIR/logs/$name.log.$attempt"
-      "ports_$name"
+      RETRY=1 "ports_$name"
       save_ports
       continue
     fi
@@ -253,12 +270,15 @@ load_state() {
   source "$STATE_DIR/bins.env"
 }
 
+# Ports: free ones by default; AGENTIC_TESTENV_{ETCD,APISERVER,KWOK}_PORT ask for particular ones.
+# A retry after a bind failure (RETRY=1) takes any free port, never the requested one again.
+preferred() { [[ -n ${RETRY:-} ]] || echo "${!1:-}"; }
 ports_etcd() {
-  ETCD_PORT=$(free_port)
+  ETCD_PORT=$(pick_port "$(preferred AGENTIC_TESTENV_ETCD_PORT)")
   ETCD_PEER_PORT=$(free_port)
 }
-ports_kube-apiserver() { APISERVER_PORT=$(free_port); }
-ports_kwok() { KWOK_PORT=$(free_port); }
+ports_kube-apiserver() { APISERVER_PORT=$(pick_port "$(preferred AGENTIC_TESTENV_APISERVER_PORT)"); }
+ports_kwok() { KWOK_PORT=$(pick_port "$(preferred AGENTIC_TESTENV_KWOK_PORT)"); }
 
 admin_kubectl() { "$KUBE_BIN/kubectl" --kubeconfig "$STATE_DIR/kubeconfig" "$@"; }
 
@@ -275,6 +295,8 @@ with urllib.request.urlopen(sys.argv[1], timeout=2) as r:
     sys.exit(0 if json.load(r).get("health") == "true" else 1)' "http://127.0.0.1:$ETCD_PORT/health"
 }
 
+# AGENTIC_TESTENV_APISERVER_ARGS: extra flags, split on spaces.
+# shellcheck disable=SC2086
 start_kube-apiserver() {
   local pki="$STATE_DIR/pki"
   spawn kube-apiserver "$KUBE_BIN/kube-apiserver" \
@@ -289,7 +311,7 @@ start_kube-apiserver() {
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
     --service-cluster-ip-range 10.96.0.0/16 \
     --kubelet-certificate-authority "$pki/ca.crt" --kubelet-preferred-address-types InternalIP \
-    --profiling=false --watch-cache=true --v=1
+    --profiling=false --watch-cache=true --v=1 ${AGENTIC_TESTENV_APISERVER_ARGS:-} # word-split on purpose
 }
 ready_kube-apiserver() { admin_kubectl get --raw /readyz; }
 
