@@ -13,7 +13,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: help install deps lint test test-unit test-integration testenv testenv-down bench clean
+.PHONY: help install deps lint test test-unit test-integration testenv testenv-build testenv-down bench clean
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -34,8 +34,12 @@ lint: install
 	$(VENV)/bin/ruff check mcp_server tests bench
 	$(VENV)/bin/shellcheck scripts/*.sh .ci/run
 
-test: install deps lint
+test: install deps lint testenv-build
 	$(PY) -m pytest $(PYTEST_ARGS) tests
+
+# The control plane's pinned binaries, built once and cached (minutes on a fresh machine).
+testenv-build:
+	@scripts/testenv.sh build
 
 test-unit: install
 	$(PY) -m pytest $(PYTEST_ARGS) tests/unit

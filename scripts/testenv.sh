@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A real Kubernetes control plane on 127.0.0.1 for this project's tests.
 #
+#   scripts/testenv.sh build    build the pinned binaries (once, cached by version); `up` does it too
 #   scripts/testenv.sh up       build (once, cached by version) and start everything; print env lines
 #   scripts/testenv.sh env      print the env lines of the running environment
 #   scripts/testenv.sh status   say what runs
@@ -32,8 +33,9 @@ log() { printf 'testenv: %s\n' "$*" >&2; }
 
 usage() {
   cat >&2 <<EOF
-usage: scripts/testenv.sh up|down|env|status|restart COMPONENT
+usage: scripts/testenv.sh up|down|env|status|restart COMPONENT|build
 
+  build     only build (or find in the cache) the pinned binaries
   up        build the pinned binaries once (cached in $CACHE_DIR),
             start a control plane on 127.0.0.1 and print shell lines to eval
   env       print the shell lines (export KUBECONFIG=..., export PATH=...) of the running environment
@@ -626,9 +628,10 @@ lock() {
 main() {
   local cmd=${1:-}
   case $cmd in
-  up | down | restart) lock ;;
+  build | up | down | restart) lock ;;
   esac
   case $cmd in
+  build) build_all ;;
   up) cmd_up ;;
   down) cmd_down ;;
   env) cmd_env ;;

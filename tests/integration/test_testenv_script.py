@@ -51,7 +51,7 @@ def test_no_or_unknown_subcommand_prints_usage_and_exits_2(args: tuple[str, ...]
     proc = run(*args)
     assert proc.returncode == 2
     assert proc.stdout == ""
-    assert "usage: scripts/testenv.sh up|down|env|status|restart COMPONENT" in proc.stderr
+    assert "usage: scripts/testenv.sh up|down|env|status|restart COMPONENT|build" in proc.stderr
     if args:
         assert "testenv: unknown subcommand: frobnicate" in proc.stderr
 
