@@ -131,8 +131,11 @@ _EXPLAIN: dict[FailureKind, str] = {
     "network": "the remote could not be reached",
     "other": "git failed",
 }
-_RELEVANT = re.compile(r"^(remote:|fatal:|error:|ERROR|warning: |\s*! |To |Permission|Host key|"
-                       r"No \S+ host key|ssh:|Connection)", re.I)
+_RELEVANT = re.compile(
+    r"^(remote:|fatal:|error:|ERROR|warning: |\s*! |To |ssh:|Connection)|Permission denied|host key|"
+    r"HOST IDENTIFICATION",
+    re.I,
+)
 
 
 def classify(stderr: str) -> FailureKind:
@@ -150,7 +153,7 @@ class GitError(Exception):
         self.kind: FailureKind = classify(stderr)
         self.returncode = returncode
         all_lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-        lines = [ln for ln in all_lines if _RELEVANT.match(ln)] or all_lines[-1:]
+        lines = [ln for ln in all_lines if _RELEVANT.search(ln)] or all_lines[-1:]
         detail = redact(" | ".join(lines[-8:]))[:800]
         message = f"{action} failed: {_EXPLAIN[self.kind]}"
         super().__init__(f"{message}: {detail}" if detail else message)
@@ -285,7 +288,7 @@ def push(git: Git, url: str, branch: str, attempts: int, give_up_at: float | Non
     delay = 1.0
     for attempt in range(1, attempts + 1):
         try:
-            git.run("push", "--porcelain", url, f"HEAD:refs/heads/{branch}", action=f"push of {branch}",
+            git.run("push", url, f"HEAD:refs/heads/{branch}", action=f"push of {branch}",
                     timeout=300)
             return
         except GitError as exc:

@@ -73,7 +73,7 @@ class TaskResult(BaseModel):
             shown = [*files[:keep], f"... {len(files) - keep} more"]
             text = render()
         while len(text.encode()) > limit and error:
-            error = _cut(error, len(error) // 2) or None
+            error = _cut(error, len(error) // 2) if len(error) > 16 else None
             text = render()
         return text
 
@@ -88,7 +88,9 @@ def _dumps(result: TaskResult) -> str:
 def _cut(text: str | None, limit: int) -> str | None:
     if text is None or len(text) <= limit:
         return text
-    return text[: max(0, limit - 1)].rstrip() + "…"
+    if limit < 2:
+        return ""
+    return text[: limit - 1].rstrip() + "…"
 
 
 def parse_marker_line(line: str) -> TaskResult | None:

@@ -70,7 +70,9 @@ class BareRemote:
         return f"file://{self.path}"
 
     def sha(self, branch: str) -> str | None:
-        out = git("--git-dir", str(self.path), "rev-parse", "--verify", "-q", f"refs/heads/{branch}", check=False)
+        out = git(
+            "--git-dir", str(self.path), "rev-parse", "--verify", "-q", f"refs/heads/{branch}", check=False
+        )
         return out.strip() or None
 
     def branches(self) -> list[str]:
@@ -115,9 +117,20 @@ def git_daemon(base: Path) -> Iterator[str]:
     URL prefix `git://127.0.0.1:<port>`."""
     port = free_port()
     proc = subprocess.Popen(
-        ["git", "daemon", "--reuseaddr", "--export-all", "--enable=receive-pack", "--informative-errors",
-         f"--base-path={base}", "--listen=127.0.0.1", f"--port={port}", str(base)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            "git",
+            "daemon",
+            "--reuseaddr",
+            "--export-all",
+            "--enable=receive-pack",
+            "--informative-errors",
+            f"--base-path={base}",
+            "--listen=127.0.0.1",
+            f"--port={port}",
+            str(base),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         wait_for_port(port)
@@ -139,8 +152,9 @@ class SshKeys:
 def make_client_key(root: Path, name: str = "client") -> SshKeys:
     root.mkdir(parents=True, exist_ok=True)
     key = root / name
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{name}@test", "-f", str(key)],
-                   check=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{name}@test", "-f", str(key)], check=True
+    )
     secret = root / f"{name}-secret"
     secret.mkdir()
     shutil.copy(key, secret / "ssh-privatekey")

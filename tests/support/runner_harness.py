@@ -27,9 +27,13 @@ SCRIPTED_API_KEY = "sk-scripted-9f8e7d6c5b4a39281706"
 
 def provision_opencode() -> str:
     """The pinned OpenCode binary, installed by scripts/install-opencode.sh on first use."""
-    proc = subprocess.run([str(REPO_ROOT / "scripts" / "install-opencode.sh")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(REPO_ROOT / "scripts" / "install-opencode.sh")], capture_output=True, text=True
+    )
     if proc.returncode != 0:
-        raise AssertionError(f"scripts/install-opencode.sh failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"scripts/install-opencode.sh failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
+        )
     return proc.stdout.strip().splitlines()[-1]
 
 
@@ -83,11 +87,16 @@ class RunnerRun:
         return [rec for rec in map(_json, self.lines) if rec is not None and "phase" in rec and "msg" in rec]
 
     def opencode_events(self) -> list[dict[str, Any]]:
-        return [rec for rec in map(_json, self.lines) if rec is not None and "type" in rec and "sessionID" in rec]
+        return [
+            rec for rec in map(_json, self.lines) if rec is not None and "type" in rec and "sessionID" in rec
+        ]
 
     def tool_uses(self, tool: str) -> list[dict[str, Any]]:
-        return [e for e in self.opencode_events()
-                if e.get("type") == "tool_use" and e.get("part", {}).get("tool") == tool]
+        return [
+            e
+            for e in self.opencode_events()
+            if e.get("type") == "tool_use" and e.get("part", {}).get("tool") == tool
+        ]
 
     def phases(self) -> list[str]:
         seen: list[str] = []
@@ -133,10 +142,14 @@ class RunningRunner:
                     if predicate(line):
                         return line
                 if self.proc.poll() is not None and not self._reader.is_alive():
-                    raise AssertionError("the runner ended before the expected line:\n" + "\n".join(self.lines))
+                    raise AssertionError(
+                        "the runner ended before the expected line:\n" + "\n".join(self.lines)
+                    )
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise AssertionError(f"no expected line after {timeout}s:\n" + "\n".join(self.lines[-30:]))
+                    raise AssertionError(
+                        f"no expected line after {timeout}s:\n" + "\n".join(self.lines[-30:])
+                    )
                 self._cond.wait(min(left, 1.0))
 
     def send(self, sig: int = signal.SIGTERM) -> None:
@@ -197,9 +210,14 @@ class RunnerHarness:
 
     def start(self, context: Mapping[str, Any], **extra: str) -> RunningRunner:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "mcp_server.runner", "run-task"], env=self.env(context, **extra),
-            cwd=self.root, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, bufsize=1,
+            [sys.executable, "-m", "mcp_server.runner", "run-task"],
+            env=self.env(context, **extra),
+            cwd=self.root,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
         )
         return RunningRunner(proc, self.result_file)
 

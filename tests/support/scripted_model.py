@@ -8,8 +8,8 @@ picked per request by `select(request) -> Script` (e.g. by the task id in the pr
 
 A turn is a `Turn`: text and/or tool calls (OpenCode's own tools: read, edit, write, bash, ...),
 or `hold=True` to stream a first chunk and then keep the connection open until the server stops
-(for tests of SIGTERM mid-task). Past the end of the script the server answers with a short final
-text, so OpenCode always ends.
+(for tests of SIGTERM mid-task), or `http_error` to fail the request. Past the end of the script
+the server answers with a short final text, so OpenCode always ends.
 """
 
 from __future__ import annotations
@@ -35,9 +35,14 @@ class ToolCall:
 
 @dataclass(frozen=True)
 class Turn:
+    """One answer of the model. `hold`: stream the start, then keep the connection open until the
+    server closes. `http_error`: answer with this HTTP status and an OpenAI-style error (`text` is
+    its message) instead of a completion."""
+
     text: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
     hold: bool = False
+    http_error: int | None = None
 
 
 def read(path: str) -> ToolCall:
@@ -64,15 +69,24 @@ class Recorded:
     """What the server saw: every request body, in order (for assertions on prompts)."""
 
     requests: list[dict[str, Any]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    cond: threading.Condition = field(default_factory=threading.Condition)
 
     def add(self, body: dict[str, Any]) -> None:
-        with self.lock:
+        with self.cond:
             self.requests.append(body)
+            self.cond.notify_all()
 
     def all(self) -> list[dict[str, Any]]:
-        with self.lock:
+        with self.cond:
             return list(self.requests)
+
+    def wait_for(self, count: int, timeout: float = 180) -> None:
+        """Block until `count` requests have arrived (e.g. the agent reached a `hold` turn)."""
+        with self.cond:
+            if not self.cond.wait_for(lambda: len(self.requests) >= count, timeout):
+                raise AssertionError(
+                    f"the model got {len(self.requests)} requests, not {count}, in {timeout}s"
+                )
 
 
 def _text_of(message: dict[str, Any]) -> str:
@@ -162,7 +176,10 @@ class ScriptedModel:
                 script = model._select(body)
                 index = turn_index(body)
                 turn = script[index] if index < len(script) else Turn(text="Done.")
-                if body.get("stream"):
+                if turn.http_error is not None:
+                    error = {"message": turn.text, "type": "invalid_request_error", "code": "scripted_error"}
+                    self._json({"error": error}, turn.http_error)
+                elif body.get("stream"):
                     self._stream(turn)
                 else:
                     self._json(_completion(turn))
