@@ -46,8 +46,9 @@ def worktree_name(base_branch: str, task_id: str) -> str:
 
 
 def _git(repo: Path, *args: str, env: Mapping[str, str] | None = None) -> str:
-    proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
-                          env=dict(env) if env is not None else None)
+    proc = subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, env=dict(env) if env is not None else None
+    )
     if proc.returncode != 0:
         detail = proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
         raise WorktreeError(f"git {args[0]} in {repo} failed: {detail[0]}")
@@ -83,8 +84,12 @@ def _ensure_excluded(repo: Path) -> None:
 
 
 def branch_exists(repo: Path, branch: str) -> bool:
-    return subprocess.run(["git", "-C", str(repo), "show-ref", "--verify", "--quiet", f"refs/heads/{branch}"],
-                          capture_output=True).returncode == 0
+    return (
+        subprocess.run(
+            ["git", "-C", str(repo), "show-ref", "--verify", "--quiet", f"refs/heads/{branch}"], capture_output=True
+        ).returncode
+        == 0
+    )
 
 
 def add(repo: Path, base_branch: str, task_branch: str, task_id: str, start_point: str) -> Worktree:
@@ -95,8 +100,10 @@ def add(repo: Path, base_branch: str, task_branch: str, task_id: str, start_poin
     with locked(root):
         _ensure_excluded(root)
         if path.exists():
-            raise WorktreeError(f"the worktree {path} exists already: is task {task_id} on {base_branch} "
-                                "still running? (`git worktree list` shows it)")
+            raise WorktreeError(
+                f"the worktree {path} exists already: is task {task_id} on {base_branch} "
+                "still running? (`git worktree list` shows it)"
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
         if branch_exists(root, task_branch):
             _git(root, "worktree", "add", "--quiet", str(path), task_branch)

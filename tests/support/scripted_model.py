@@ -37,12 +37,14 @@ class ToolCall:
 class Turn:
     """One answer of the model. `hold`: stream the start, then keep the connection open until the
     server closes. `http_error`: answer with this HTTP status and an OpenAI-style error (`text` is
-    its message) instead of a completion."""
+    its message) instead of a completion. `gate`: answer only once this event is set (a test
+    holds several agents at the same point, looks, then lets them go on)."""
 
     text: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
     hold: bool = False
     http_error: int | None = None
+    gate: threading.Event | None = field(default=None, compare=False)
 
 
 def read(path: str) -> ToolCall:
@@ -84,9 +86,7 @@ class Recorded:
         """Block until `count` requests have arrived (e.g. the agent reached a `hold` turn)."""
         with self.cond:
             if not self.cond.wait_for(lambda: len(self.requests) >= count, timeout):
-                raise AssertionError(
-                    f"the model got {len(self.requests)} requests, not {count}, in {timeout}s"
-                )
+                raise AssertionError(f"the model got {len(self.requests)} requests, not {count}, in {timeout}s")
 
 
 def _text_of(message: dict[str, Any]) -> str:
@@ -176,6 +176,9 @@ class ScriptedModel:
                 script = model._select(body)
                 index = turn_index(body)
                 turn = script[index] if index < len(script) else Turn(text="Done.")
+                while turn.gate is not None and not turn.gate.wait(0.2):
+                    if model._stop.is_set():
+                        return
                 if turn.http_error is not None:
                     error = {"message": turn.text, "type": "invalid_request_error", "code": "scripted_error"}
                     self._json({"error": error}, turn.http_error)
@@ -274,8 +277,6 @@ def _completion(turn: Turn) -> dict[str, Any]:
         "object": "chat.completion",
         "created": int(time.time()),
         "model": MODEL_ID,
-        "choices": [
-            {"index": 0, "message": message, "finish_reason": "tool_calls" if turn.tool_calls else "stop"}
-        ],
+        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if turn.tool_calls else "stop"}],
         "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
     }
