@@ -6,6 +6,10 @@ server needs and nothing more, and an agent pod from the PodTemplate is admitted
 
 from __future__ import annotations
 
+import copy
+import json
+import shlex
+import subprocess
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -125,12 +129,19 @@ def test_server_rejects_a_mistyped_external_secret(helm: Helm, testenv: TestEnv,
             "secretStoreRef": {"kind": "ClusterSecretStore", "name": "vault"},
             "git": {"token": {"username": {"key": "u"}, "token": {"key": "t"}}}}})
     (es,) = [d for d in docs if d["kind"] == "ExternalSecret"]
-    es["spec"]["target"]["creationPolicy"] = "Sometimes"
-    es["spec"]["data"][0]["remoteRef"]["keyy"] = "typo"
-    proc = server_dry_run_apply(testenv, [es])
-    assert proc.returncode != 0
+    assert server_dry_run_apply(testenv, [es]).returncode == 0
+
+    typo = copy.deepcopy(es)
+    typo["spec"]["data"][0]["remoteRef"]["keyy"] = "typo"
+    proc = server_dry_run_apply(testenv, [typo])
+    assert proc.returncode == 1
+    assert ".spec.data[0].remoteRef.keyy: field not declared in schema" in proc.stderr
+
+    wrong = copy.deepcopy(es)
+    wrong["spec"]["target"]["creationPolicy"] = "Sometimes"
+    proc = server_dry_run_apply(testenv, [wrong])
+    assert proc.returncode == 1
     assert 'spec.target.creationPolicy: Unsupported value: "Sometimes"' in proc.stderr
-    assert 'unknown field "spec.data[0].remoteRef.keyy"' in proc.stderr
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -166,6 +177,10 @@ def test_seed_command_installs_upgrades_and_uninstalls(helm: Helm, testenv: Test
     # NOTES.txt: what was created, and the Pod Security label that --create-namespace cannot set.
     assert f"PodTemplate {release}-agent" in install.stdout
     assert f"WARNING: namespace {ns} does not enforce Pod Security \"restricted\"" in install.stdout
+    (label_command,) = [line.strip() for line in install.stdout.splitlines()
+                        if line.strip().startswith("kubectl label namespace")]
+    testenv.kubectl(*shlex.split(label_command)[1:])  # the command the notes print, as printed
+    assert core.read_namespace(ns).metadata.labels["pod-security.kubernetes.io/enforce"] == "restricted"
 
     expected = object_list(helm.render_release(env))
     manifest = parse_manifests(helm.run("get", "manifest", release, "-n", ns).stdout)
@@ -177,6 +192,7 @@ def test_seed_command_installs_upgrades_and_uninstalls(helm: Helm, testenv: Test
 
     again = helm.run_shell_command(seed_install_command(env))  # the same command is the upgrade
     assert "REVISION: 2" in again.stdout and "STATUS: deployed" in again.stdout
+    assert "WARNING" not in again.stdout  # the namespace is labelled now
     changed = helm.run_shell_command(
         seed_install_command(env) + " --set agentic-sdlc-agent-runner.task.timeoutSeconds=5400")
     assert "REVISION: 3" in changed.stdout
@@ -229,26 +245,31 @@ DENIED_CLUSTER = [("list", "namespaces"), ("list", "nodes"),
                   ("create", "clusterrolebindings.rbac.authorization.k8s.io")]
 
 
+def kubectl_as(testenv: TestEnv, who: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """kubectl as a user with its own kubeconfig (developer, stranger), or as a ServiceAccount
+    (`system:serviceaccount:<ns>:<name>`) through the admin's impersonation."""
+    if who.startswith("system:serviceaccount:"):
+        return testenv.kubectl(*args, "--as", who, check=False)
+    return testenv.kubectl(*args, who=who, check=False)
+
+
 def can_i(testenv: TestEnv, who: str, verb: str, resource: str, namespace: str | None) -> bool:
     """`kubectl auth can-i` as `who`: the developer/stranger with their own credentials, a
-    ServiceAccount (`system:serviceaccount:...`) by the admin's impersonation."""
-    scope = ["-n", namespace] if namespace else ["--all-namespaces"]
-    if who.startswith("system:serviceaccount:"):
-        proc = testenv.kubectl("auth", "can-i", verb, resource, *scope, "--as", who, check=False)
-    else:
-        proc = testenv.kubectl("auth", "can-i", verb, resource, *scope, who=who, check=False)
+    ServiceAccount (`system:serviceaccount:...`) by the admin's impersonation. A subresource goes in
+    --subresource: `can-i get pods/exec` would ask about a pod *named* exec."""
+    resource, _, subresource = resource.partition("/")
+    args = ["auth", "can-i", verb, resource, *(["--subresource", subresource] if subresource else []),
+            *(["-n", namespace] if namespace else ["--all-namespaces"])]
+    proc = kubectl_as(testenv, who, *args)
     answer = proc.stdout.strip().splitlines()[0] if proc.stdout.strip() else ""
     assert (answer, proc.returncode) in {("yes", 0), ("no", 1)}, proc.stdout + proc.stderr
     return answer == "yes"
 
 
-def resource_rules(testenv: TestEnv, namespace: str, **who: str) -> list[str]:
+def resource_rules(testenv: TestEnv, namespace: str, who: str) -> list[str]:
     """The resource rows of `kubectl auth can-i --list` (non-resource URL rows dropped)."""
-    args = ["auth", "can-i", "--list", "-n", namespace]
-    if "as_" in who:
-        proc = testenv.kubectl(*args, "--as", who["as_"])
-    else:
-        proc = testenv.kubectl(*args, who=who["who"])
+    proc = kubectl_as(testenv, who, "auth", "can-i", "--list", "-n", namespace)
+    assert proc.returncode == 0, proc.stderr
     return sorted(line.split()[0] + " " + line.split()[-1] for line in proc.stdout.splitlines()[1:]
                   if line and not line[0].isspace())
 
@@ -286,8 +307,8 @@ def test_rbac_matrix(helm: Helm, testenv: TestEnv, admin_api: client.ApiClient, 
             k: v for k, v in denied.items() if any(v.values())}
 
         # The agent's ServiceAccount has exactly the rights of an identity nobody granted anything.
-        nobody = resource_rules(testenv, namespace, who="stranger")
-        assert resource_rules(testenv, namespace, as_=agent_sa) == nobody
+        nobody = resource_rules(testenv, namespace, "stranger")
+        assert resource_rules(testenv, namespace, agent_sa) == nobody
 
         # The answers hold for real requests too.
         forbidden = testenv.kubectl("get", "secrets", "-n", namespace, who="developer", check=False)
@@ -334,7 +355,9 @@ def test_agent_pod_is_admitted_under_pod_security_restricted(helm: Helm, admin_a
         with pytest.raises(ApiException) as refused:
             core.create_namespaced_pod(agents, loose)
         assert refused.value.status == 403
-        assert 'violates PodSecurity "restricted:latest"' in refused.value.body
+        message = json.loads(refused.value.body)["message"]
+        assert message.startswith('pods "agent-loose" is forbidden: violates PodSecurity "restricted:latest": ')
+        assert "allowPrivilegeEscalation != false" in message and "NET_RAW" in message
     finally:
         helm.run("uninstall", "psa", "-n", namespace, "--wait", check=False)
         delete_namespace_and_wait(core, agents)
@@ -353,4 +376,5 @@ def test_resource_quota_caps_running_agent_pods(helm: Helm, admin_api: client.Ap
     with pytest.raises(ApiException) as refused:
         core.create_namespaced_pod(namespace, pod_from_template(template, "agent-2", TASK_CONTEXT))
     assert refused.value.status == 403
-    assert f"exceeded quota: {quota}, requested: pods=1, used: pods=1, limited: pods=1" in refused.value.body
+    assert json.loads(refused.value.body)["message"] == (
+        f'pods "agent-2" is forbidden: exceeded quota: {quota}, requested: pods=1, used: pods=1, limited: pods=1')
