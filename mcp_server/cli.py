@@ -19,7 +19,7 @@ from typing import Any, TextIO
 import anyio
 from pydantic import BaseModel
 
-from mcp_server import __version__, logs, speckit
+from mcp_server import __version__, logs, naming, speckit
 from mcp_server.config import load_settings
 from mcp_server.errors import InvalidInput, RunnerError
 from mcp_server.models import AgentList, LogLine, TaskLogState, TaskStatus
@@ -249,6 +249,7 @@ def _plan(result: Any, out: TextIO) -> None:
 
 
 def _spawn(service: RunnerService, args: argparse.Namespace) -> dict[str, Any]:
+    naming.validate_task_id(args.task_id)
     values: dict[str, Any] = {
         "task_id": args.task_id,
         "description": args.description,

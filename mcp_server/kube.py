@@ -3,7 +3,7 @@
 The backend works with plain JSON dicts: it reads objects back as the API server sends them and
 writes only the fields it means to. Every failure becomes a `RunnerError` a user can act on:
 403 -> `Forbidden` (verb, resource, namespace), an unreachable server -> `BackendUnavailable`.
-404 and 409 are raised as `NotFound` / `AlreadyExists` for the backend to handle.
+404, 400 and 409 are raised as `NotFound`, `BadRequest`, `AlreadyExists` for the backend to handle.
 """
 
 from __future__ import annotations
@@ -29,6 +29,10 @@ _USER_RE = re.compile(r'User "([^"]+)"')
 
 class NotFound(Exception):
     """404 from the API server (handled by the backend, never shown as such)."""
+
+
+class BadRequest(Exception):
+    """400 from the API server (e.g. a log of a container that has not started)."""
 
 
 class AlreadyExists(Exception):
@@ -68,7 +72,6 @@ def load_api_client(kubeconfig: str | None, context: str | None) -> client.ApiCl
             f"cannot load the Kubernetes configuration for {where} from {files}: {exc}. "
             "Check AGENTIC_KUBECONTEXT / kube_context in .agentic-sdlc/config.yaml."
         ) from None
-    configuration.retries = 0  # a dead server fails fast; callers decide about retrying
     return client.ApiClient(configuration=configuration)
 
 
@@ -101,7 +104,7 @@ class KubeClient:
         text: bool = False,
     ) -> Any:
         params = [(k, v) for k, v in (query or {}).items() if v is not None]
-        headers = {"Accept": "text/plain" if text else "application/json"}
+        headers = {"Accept": "*/*" if text else "application/json"}
         if body is not None:
             headers["Content-Type"] = "application/json"
         _method, url, header_params, req_body, _post = self.api_client.param_serialize(
@@ -143,6 +146,8 @@ class KubeClient:
             message = data.decode("utf-8", errors="replace")[:300]
         if status == 404:
             raise NotFound(message)
+        if status == 400:
+            raise BadRequest(message)
         if status == 409 and access.verb == "create":
             raise AlreadyExists(message)
         if status == 403:

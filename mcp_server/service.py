@@ -17,7 +17,14 @@ import anyio
 from mcp_server import logs, naming, repo, speckit
 from mcp_server.backends.base import Backend
 from mcp_server.config import EnvironmentSettings, Settings
-from mcp_server.errors import BackendUnavailable, ConfigError, InvalidInput, RunnerError, TaskNotFound
+from mcp_server.errors import (
+    BackendUnavailable,
+    ConfigError,
+    Forbidden,
+    InvalidInput,
+    RunnerError,
+    TaskNotFound,
+)
 from mcp_server.models import (
     PHASES,
     AgentInfo,
@@ -128,28 +135,44 @@ class RunnerService:
 
     def spawn_task(self, **values: Any) -> TaskHandle:
         req = parse(SpawnTaskRequest, values)
-        backend = self.backend(req.environment)
+        env = self.settings.environment(req.environment)
         root = self.settings.repo_root
         feature_dir = None
         if req.feature_dir is not None:
             feature_dir = self.files.relative(repo.inside(root, req.feature_dir, "feature_dir"))
+        repo_url = req.repo or repo.origin_url(root)
+        context_files = self.files.context_files(req.context_files)
+        base = req.base_branch or self._base_branch(env.name)
+        backend = self.backend(env.name)
         spec = self._spec(
             backend,
             task_id=req.task_id,
             description=req.description,
-            repo_url=req.repo or repo.origin_url(root),
-            base_branch=req.base_branch or repo.current_branch(root),
+            repo_url=repo_url,
+            base_branch=base,
             timeout_minutes=req.timeout_minutes,
             model=req.model,
             agent=req.agent,
             feature_dir=feature_dir,
-            context_files=self.files.context_files(req.context_files),
+            context_files=context_files,
         )
         return backend.spawn(spec)
 
+    def _base_branch(self, environment: str) -> str:
+        """The current branch of the repository; outside one, the environment's default base branch
+        (the chart's `agentic-sdlc.dev/default-base-branch`), when the backend has one."""
+        try:
+            return repo.current_branch(self.settings.repo_root)
+        except InvalidInput:
+            default = getattr(self.backend(environment), "default_base_branch", None)
+            branch = default() if callable(default) else None
+            if not branch:
+                raise
+            return naming.validate_branch(branch, "base_branch")
+
     def spawn_async(self, **values: Any) -> SpawnAsyncResult:
         req = parse(SpawnAsyncRequest, values)
-        backend = self.backend(req.environment)
+        env = self.settings.environment(req.environment)
         root = self.settings.repo_root
         tasks_path = repo.inside(root, req.tasks_file, "tasks_file")
         if not tasks_path.is_file():
@@ -164,10 +187,11 @@ class RunnerService:
         feature_dir = tasks_path.parent
         dag = speckit.read_waves(feature_dir)
         open_waves = speckit.open_async_waves(tasks, dag, req.task_ids)
-        base = req.base_branch or repo.current_branch(root)
         repo_url = req.repo or repo.origin_url(root)
         feature_rel = self.files.relative(feature_dir)
         docs = self._feature_docs(feature_dir)
+        base = req.base_branch or self._base_branch(env.name)
+        backend = self.backend(env.name)
 
         existing = {s.task_id: s for s in backend.list_tasks() if s.base_branch == base}
         state = speckit.AsyncState(feature_dir)
@@ -314,8 +338,9 @@ class RunnerService:
         """New lines since the cursor, waiting up to wait_seconds for them. `on_batch` sees every read
         (also empty ones) as it happens. An unreachable API server is retried until the wait is over."""
         req = parse(StreamLogsRequest, values)
-        backend = self.backend(req.environment)
-        positions = logs.decode_cursor(req.cursor, backend.environment)
+        env = self.settings.environment(req.environment)
+        positions = logs.decode_cursor(req.cursor, env.name)
+        backend = self.backend(env.name)
         refs = [TaskRef(task_id=i, base_branch=req.base_branch) for i in req.task_ids] or None
         deadline = time.monotonic() + req.wait_seconds
         collected: list[LogLine] = []
@@ -329,6 +354,12 @@ class RunnerService:
                     backend.read_logs, refs, positions, req.max_lines - len(collected)
                 )
             except BackendUnavailable as exc:
+                error, batch = exc, None
+            except Forbidden as exc:
+                # After a successful read in this call, a 403 is an API server that has just restarted
+                # and not yet loaded its RBAC rules: retry until the wait is over.
+                if reads == 0:
+                    raise
                 error, batch = exc, None
             if batch is not None:
                 if reads == 0 and refs is not None:
@@ -363,7 +394,7 @@ class RunnerService:
                 break
             if batch is None or not more:
                 await anyio.sleep(min(self.settings.log_poll_seconds, deadline - now))
-        if reads == 0 and error is not None:
+        if error is not None and (reads == 0 or (isinstance(error, Forbidden) and batch is None)):
             raise error
         tasks = list(states.values())
         return LogChunk(

@@ -18,7 +18,7 @@ from mcp_server import logs, naming
 from mcp_server.config import EnvironmentSettings, Settings
 from mcp_server.errors import Conflict, InvalidInput, RunnerError, TaskNotFound
 from mcp_server.jobstatus import derive_status, newest, pod_started, pod_terminated
-from mcp_server.kube import Access, AlreadyExists, KubeClient, NotFound, load_api_client
+from mcp_server.kube import Access, AlreadyExists, BadRequest, KubeClient, NotFound, load_api_client
 from mcp_server.models import (
     FINISHED_PHASES,
     CancelResult,
@@ -104,6 +104,9 @@ class KubernetesBackend:
 
     def default_model(self) -> str | None:
         return self._template_defaults().get(naming.TEMPLATE_DEFAULT_MODEL) or None
+
+    def default_base_branch(self) -> str | None:
+        return self._template_defaults().get(naming.TEMPLATE_DEFAULT_BASE_BRANCH) or None
 
     def default_agent(self) -> str | None:
         return self._template_defaults().get(naming.TEMPLATE_DEFAULT_AGENT) or None
@@ -257,11 +260,8 @@ class KubernetesBackend:
             )
         except NotFound:
             return ""
-        except RunnerError as exc:
-            # 400 while the container is starting ("ContainerCreating"): no lines yet.
-            if "is waiting to start" in exc.message or "ContainerCreating" in exc.message:
-                return ""
-            raise
+        except BadRequest:
+            return ""  # the container is not started yet or has no log (yet): no lines
 
     def _last_lines(self, pods: Sequence[Obj | None]) -> list[str | None]:
         """The last log line of each (started) pod, read concurrently."""

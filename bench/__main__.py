@@ -1,0 +1,167 @@
+"""`python -m bench` (`make bench`): figures of the server against the real test control plane.
+
+- list_agents latency with N tasks (in process, through the service, and over MCP stdio);
+- log relay throughput: lines per second from a pod's log through stream_task_logs;
+- the size of a stream_task_logs cursor per followed pod.
+
+The control plane is started if needed (scripts/testenv.sh) and kept when AGENTIC_TESTENV_KEEP is set
+or when it was running already; each run uses a namespace of its own and deletes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from mcp_server import logs
+from mcp_server.config import load_settings
+from mcp_server.models import StreamPosition
+from mcp_server.service import RunnerService
+from tests.support.mcp_client import connect
+from tests.support.runner_env import Cluster, install_chart, make_repo, server_env
+from tests.support.testenv import TestEnv
+
+
+def timed(fn: Callable[[], Any], repeat: int) -> list[float]:
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def describe(samples: list[float]) -> str:
+    return (
+        f"median {statistics.median(samples) * 1000:7.1f} ms  min {min(samples) * 1000:7.1f} ms  "
+        f"max {max(samples) * 1000:7.1f} ms  (n={len(samples)})"
+    )
+
+
+@contextmanager
+def bench_namespace(testenv: TestEnv) -> Iterator[str]:
+    name = f"bench-{uuid.uuid4().hex[:6]}"
+    testenv.kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        testenv.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def service_for(testenv: TestEnv, namespace: str, repo: Path) -> tuple[RunnerService, dict[str, str]]:
+    env = server_env(testenv, namespace, repo)
+    return RunnerService(load_settings({**env, "AGENTIC_KUBECONFIG": env["KUBECONFIG"]})), env
+
+
+async def list_over_mcp(env: dict[str, str], repeat: int, count: int) -> list[float]:
+    samples = []
+    async with connect(env) as mcp:
+        await mcp.call("list_agents", {})
+        for _ in range(repeat):
+            start = time.perf_counter()
+            result = await mcp.call("list_agents", {})
+            samples.append(time.perf_counter() - start)
+            assert len(result.ok["agents"]) == count
+    return samples
+
+
+def bench_list(testenv: TestEnv, counts: list[int], repeat: int) -> None:
+    print("list_agents latency (developer identity, chart installed, every task running on a kwok node)")
+    for count in counts:
+        with bench_namespace(testenv) as ns, tempfile.TemporaryDirectory() as tmp:
+            install_chart(testenv, ns)
+            repo = make_repo(Path(tmp) / "repo")
+            service, env = service_for(testenv, ns, repo)
+            cluster = Cluster(testenv, ns)
+            handles = [service.spawn_task(task_id=f"T{i:03d}", description=f"task {i}") for i in range(count)]
+            for handle in handles:
+                pod = cluster.pod_of(handle.job)
+                cluster.log(pod, f"{handle.task_id} is working")
+            service.list_agents()  # warm: PodTemplate cache, connection pool
+            in_process = timed(service.list_agents, repeat)
+            with_lines = service.list_agents()
+            assert len(with_lines.agents) == count
+
+            stdio = anyio.run(list_over_mcp, env, repeat, count)
+            print(f"  {count:4d} tasks  service: {describe(in_process)}")
+            print(f"  {count:4d} tasks  MCP stdio: {describe(stdio)}")
+
+
+def bench_logs(testenv: TestEnv, lines: int) -> None:
+    print(f"log relay throughput ({lines} lines of 100 bytes in one pod's log, max_lines 5000 per call)")
+    with bench_namespace(testenv) as ns, tempfile.TemporaryDirectory() as tmp:
+        install_chart(testenv, ns)
+        repo = make_repo(Path(tmp) / "repo")
+        service, env = service_for(testenv, ns, repo)
+        cluster = Cluster(testenv, ns)
+        handle = service.spawn_task(task_id="T001", description="talk a lot")
+        pod = cluster.pod_of(handle.job)
+        payload = "x" * 90
+        cluster.log(pod, *[f"{i:08d} {payload}" for i in range(lines)])
+
+        async def drain(via_mcp: bool) -> tuple[float, int, int]:
+            seen = calls = 0
+            cursor = None
+            start = time.perf_counter()
+            if via_mcp:
+                async with connect(env) as mcp:
+                    start = time.perf_counter()
+                    while seen < lines:
+                        args = {"task_ids": ["T001"], "cursor": cursor, "wait_seconds": 0, "max_lines": 5000}
+                        chunk = (await mcp.call("stream_task_logs", args)).ok
+                        seen, cursor, calls = seen + len(chunk["lines"]), chunk["cursor"], calls + 1
+            else:
+                while seen < lines:
+                    chunk = await service.stream_logs(
+                        task_ids=["T001"], cursor=cursor, wait_seconds=0, max_lines=5000
+                    )
+                    seen, cursor, calls = seen + len(chunk.lines), chunk.cursor, calls + 1
+            return time.perf_counter() - start, seen, calls
+
+        for label, via in (("service", False), ("MCP stdio", True)):
+            elapsed, seen, calls = anyio.run(drain, via)
+            rate = seen / elapsed
+            print(f"  {label:9s}: {seen} lines in {elapsed:6.2f} s = {rate:8.0f} lines/s ({calls} calls)")
+
+
+def bench_cursor() -> None:
+    print("cursor size (base64 JSON) by followed pods")
+    for pods in (1, 10, 100):
+        positions = {
+            f"agentic-t{i:03d}-0123456789-abcde": StreamPosition(
+                after="2026-01-01T00:00:00.123456789Z", count=3
+            )
+            for i in range(pods)
+        }
+        cursor = logs.encode_cursor("dev", positions)
+        print(f"  {pods:4d} pods: {len(cursor):6d} characters")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", default="1,10,50", help="task counts for list_agents (default 1,10,50)")
+    parser.add_argument("--lines", type=int, default=20000, help="log lines for the relay (default 20000)")
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    testenv, started = TestEnv.up()
+    try:
+        bench_cursor()
+        bench_list(testenv, [int(n) for n in args.tasks.split(",")], args.repeat)
+        bench_logs(testenv, args.lines)
+    finally:
+        if started and not os.environ.get("AGENTIC_TESTENV_KEEP"):
+            TestEnv.down()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""cli.py without a cluster: argument parsing, usage errors (exit 2), refused input, table output."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from mcp_server import cli
+from mcp_server.config import load_settings
+from mcp_server.models import AgentInfo, AgentList, TaskResult, TaskStatus
+from mcp_server.service import RunnerService
+
+
+def run(argv: list[str], tmp_path: Path) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+
+    def factory(env: str | None) -> RunnerService:
+        return RunnerService(
+            load_settings({"AGENTIC_REPO_ROOT": str(tmp_path), "HOME": str(tmp_path)}, environment=env)
+        )
+
+    code = cli.run(argv, service_factory=factory, out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in ([], ["bogus"], ["spawn"], ["list", "--output", "yaml"], ["cleanup", "--older-than", "x"]):
+        with pytest.raises(SystemExit) as stop:
+            cli.build_parser().parse_args(argv)
+        assert stop.value.code == 2
+    assert "usage: agentic-runner" in capsys.readouterr().err
+
+
+def test_options_work_before_and_after_the_command() -> None:
+    parser = cli.build_parser()
+    a = parser.parse_args(["--env", "stg", "-o", "json", "list"])
+    b = parser.parse_args(["list", "--env", "stg", "-o", "json"])
+    c = parser.parse_args(["list"])
+    assert (a.env, a.output) == (b.env, b.output) == ("stg", "json")
+    assert (c.env, c.output) == (None, "table")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["spawn", "T1;rm", "text"], "invalid task_id: it contains characters that are not allowed"),
+        (
+            ["spawn", "T1", "text", "--base-branch", "a..b"],
+            "invalid base_branch: it is not a valid git branch name",
+        ),
+        (
+            ["spawn", "T1", "text", "--repo", "https://u:p@h/r.git"],
+            "invalid repo: it contains embedded credentials",
+        ),
+        (["spawn", "T1"], "invalid description: it was not given and no tasks.md line of the task was found"),
+        (
+            ["--env", "qa", "list"],
+            "invalid --env: unknown environment 'qa'; allowed: one of the configured "
+            "environments: dev, prod, stg.",
+        ),
+        (["logs", "--cursor", "nope"], "invalid cursor: it is not a cursor returned by stream_task_logs"),
+    ],
+)
+def test_refused_input_exits_2_with_the_message(argv: list[str], message: str, tmp_path: Path) -> None:
+    code, out, err = run(argv, tmp_path)
+    assert code == 2 and out == ""
+    assert err.startswith(f"agentic-runner: {message}")
+    assert ":p@" not in err
+
+
+def test_list_table_and_status_output() -> None:
+    agents = AgentList(
+        environments=["dev"],
+        counts={},
+        agents=[
+            AgentInfo(
+                task_id="T1",
+                environment="dev",
+                branch="agentic/f/T1",
+                job="j1",
+                phase="running",
+                age_seconds=3723,
+                duration_seconds=65,
+                node="kwok-node-0",
+                last_log_line="cloning\nrepo",
+            ),
+            AgentInfo(task_id="T22", environment="dev", job="j2", phase="succeeded", result_summary="did it"),
+        ],
+    )
+    out = io.StringIO()
+    cli.print_agents(agents, out)
+    lines = out.getvalue().splitlines()
+    assert lines[0].split() == [
+        "TASK",
+        "ENV",
+        "PHASE",
+        "BRANCH",
+        "AGE",
+        "DURATION",
+        "NODE",
+        "LAST",
+        "LINE",
+        "/",
+        "RESULT",
+    ]
+    assert lines[1].split() == [
+        "T1",
+        "dev",
+        "running",
+        "agentic/f/T1",
+        "1h2m",
+        "1m5s",
+        "kwok-node-0",
+        "cloning",
+        "repo",
+    ]
+    assert lines[2].split() == ["T22", "dev", "succeeded", "-", "-", "-", "-", "did", "it"]
+    empty = io.StringIO()
+    cli.print_agents(AgentList(environments=["dev", "stg"], agents=[], counts={}), empty)
+    assert empty.getvalue() == "no tasks in dev, stg\n"
+
+    status = TaskStatus(
+        task_id="T1",
+        environment="dev",
+        namespace="ns",
+        job="j1",
+        phase="failed",
+        reason="BackoffLimitExceeded",
+        result=TaskResult(status="failed", error="boom"),
+    )
+    out = io.StringIO()
+    cli.print_status(status, out)
+    text = out.getvalue()
+    assert "phase:       failed (BackoffLimitExceeded)\n" in text and "error:       boom\n" in text
