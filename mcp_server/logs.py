@@ -177,7 +177,10 @@ def parse_result(text: str | None) -> TaskResult | None:
         text = text[len(RESULT_MARKER.strip()) :].strip()
     try:
         data = json.loads(text)
-        return TaskResult.model_validate(data)
+        if not isinstance(data, dict):
+            return None
+        # Keys a newer runner may add are ignored; the contract's own fields must be valid.
+        return TaskResult.model_validate({k: v for k, v in data.items() if k in TaskResult.model_fields})
     except (ValueError, ValidationError):
         return None
 

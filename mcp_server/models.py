@@ -19,11 +19,11 @@ from pydantic_core import PydanticCustomError
 
 from mcp_server import naming
 from mcp_server.errors import InvalidInput
+from mcp_server.runner.result import TaskResult  # the runner's result model, also the server's
 
 Phase = Literal["pending", "running", "succeeded", "failed", "timed_out", "cancelled"]
 PHASES: tuple[str, ...] = ("pending", "running", "succeeded", "failed", "timed_out", "cancelled")
 FINISHED_PHASES = frozenset({"succeeded", "failed", "timed_out", "cancelled"})
-ResultStatus = Literal["succeeded", "failed", "no_changes", "timed_out", "cancelled"]
 BackendName = Literal["kubernetes", "local"]
 
 
@@ -113,23 +113,6 @@ class TaskSpec(TaskContext):
 
 
 # -- what comes back ----------------------------------------------------------------------------
-
-
-class TaskResult(BaseModel):
-    """The runner's result JSON (docs/contracts.md, "Runner output"); unknown keys are ignored."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    task_id: str | None = None
-    status: ResultStatus
-    branch: str | None = None
-    base: str | None = None
-    commits: int = 0
-    head_sha: str | None = None
-    pushed: bool = False
-    files_changed: list[str] = Field(default_factory=list)
-    summary: str | None = None
-    error: str | None = None
 
 
 class TaskHandle(_Model):

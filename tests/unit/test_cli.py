@@ -57,8 +57,7 @@ def test_options_work_before_and_after_the_command() -> None:
         (["spawn", "T1"], "invalid description: it was not given and no tasks.md line of the task was found"),
         (
             ["--env", "qa", "list"],
-            "invalid --env: unknown environment 'qa'; allowed: one of the configured "
-            "environments: dev, prod, stg.",
+            "invalid --env: unknown environment 'qa'; allowed: one of the configured environments: dev, prod, stg.",
         ),
         (["logs", "--cursor", "nope"], "invalid cursor: it is not a cursor returned by stream_task_logs"),
     ],
@@ -128,7 +127,7 @@ def test_list_table_and_status_output() -> None:
         job="j1",
         phase="failed",
         reason="BackoffLimitExceeded",
-        result=TaskResult(status="failed", error="boom"),
+        result=TaskResult(task_id="T1", branch="agentic/f/T1", base="f", status="failed", error="boom"),
     )
     out = io.StringIO()
     cli.print_status(status, out)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -58,8 +61,10 @@ def test_reading_in_any_chunks_delivers_every_line_once(stamps: list[int], chunk
     lines = logs.parse_timestamped("p", text)
     pos = StreamPosition()
     seen: list[str] = []
-    for size in chunks * 10:
+    for size in itertools.cycle(chunks):
         new = logs.after_position(lines, pos)[:size]
+        if not new:
+            break
         seen += [line.text for line in new]
         pos = logs.advance(pos, new)
     assert seen == [f"line{i}" for i in range(len(seconds))]
@@ -95,10 +100,13 @@ def test_cursor_round_trip_and_refusals() -> None:
 def test_runner_steps_and_results() -> None:
     assert logs.runner_step('{"ts": "x", "level": "info", "phase": "clone", "msg": "cloning"}') == "clone"
     assert logs.runner_step('{"type": "text"}') is None and logs.runner_step("plain") is None
-    result = logs.parse_result('{"task_id": "T1", "status": "succeeded", "commits": 2, "extra": 1}')
+    doc = {"task_id": "T1", "branch": "agentic/f/T1", "base": "f"}
+    result = logs.parse_result(json.dumps({**doc, "status": "succeeded", "commits": 2, "from_a_newer_runner": 1}))
     assert result is not None and result.status == "succeeded" and result.commits == 2
-    assert logs.parse_result("not json") is None and logs.parse_result('{"status": "weird"}') is None
-    lines = ["x", 'AGENTIC_RESULT: {"task_id": "T1", "status": "failed", "error": "boom"}', "y"]
+    assert logs.parse_result("not json") is None and logs.parse_result("[1]") is None
+    assert logs.parse_result(json.dumps({**doc, "status": "weird"})) is None
+    assert logs.parse_result('{"status": "failed"}') is None  # not the contract's document
+    lines = ["x", "AGENTIC_RESULT: " + json.dumps({**doc, "status": "failed", "error": "boom"}), "y"]
     found = logs.result_from_lines(lines)
     assert found is not None and found.error == "boom"
 

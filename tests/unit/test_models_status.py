@@ -54,6 +54,11 @@ def terminated(code: int, message: str = "", reason: str = "Error") -> dict[str,
     }
 
 
+def result(status: str, **extra: Any) -> str:
+    doc = {"task_id": "T1", "status": status, "branch": "agentic/001-f/T1", "base": "001-f", **extra}
+    return json.dumps(doc)
+
+
 RESULT = json.dumps(
     {
         "task_id": "T1",
@@ -110,7 +115,7 @@ RESULT = json.dumps(
         ),
         (
             job([{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]),
-            [pod("Failed", terminated(124, '{"status": "timed_out"}'))],
+            [pod("Failed", terminated(124, result("timed_out")))],
             "timed_out",
             "BackoffLimitExceeded",
         ),
@@ -120,7 +125,7 @@ RESULT = json.dumps(
             "cancelled",
             "Cancelled",
         ),
-        (job(), [pod("Failed", terminated(130, '{"status": "cancelled"}'))], "cancelled", None),
+        (job(), [pod("Failed", terminated(130, result("cancelled")))], "cancelled", None),
         (job(), [pod("Succeeded", terminated(0, reason="Completed"))], "succeeded", None),
         (job([{"type": "Complete", "status": "False"}]), [pod("Running", {"running": {}})], "running", None),
     ],

@@ -61,9 +61,7 @@ def test_waves_from_the_dag() -> None:
     assert dag == [["T001", "T002"], ["T003", "T004"]]
     waves = speckit.open_async_waves(tasks, dag)
     assert [[t.task_id for t in w] for w in waves] == [["T002"], ["T004"], ["T007"]]
-    assert [[t.task_id for t in w] for w in speckit.open_async_waves(tasks, None)] == [
-        ["T002", "T004", "T007"]
-    ]
+    assert [[t.task_id for t in w] for w in speckit.open_async_waves(tasks, None)] == [["T002", "T004", "T007"]]
     assert [[t.task_id for t in w] for w in speckit.open_async_waves(tasks, dag, ["T004"])] == [["T004"]]
     with pytest.raises(InvalidInput, match="invalid task_ids: no task T999 in the tasks file"):
         speckit.open_async_waves(tasks, dag, ["T999"])
@@ -91,12 +89,18 @@ def test_async_state_files(tmp_path: Path) -> None:
     running = TaskStatus(task_id="T002", environment="dev", namespace="ns", job="j", phase="running")
     assert not state.record(running)
     failed = running.model_copy(
-        update={"phase": "failed", "result": TaskResult(status="failed", error="boom")}
+        update={
+            "phase": "failed",
+            "result": TaskResult(task_id="T1", branch="agentic/f/T1", base="f", status="failed", error="boom"),
+        }
     )
     assert state.record(failed)
     assert "error: boom" in (tmp_path / ".async_state" / "delegation_errors" / "T002.txt").read_text()
     done = running.model_copy(
-        update={"phase": "succeeded", "result": TaskResult(status="succeeded", commits=2)}
+        update={
+            "phase": "succeeded",
+            "result": TaskResult(task_id="T1", branch="agentic/f/T1", base="f", status="succeeded", commits=2),
+        }
     )
     assert state.record(done)
     assert "commits: 2" in (tmp_path / ".async_state" / "delegation_completed" / "T002.txt").read_text()
@@ -106,9 +110,7 @@ def test_async_state_files(tmp_path: Path) -> None:
 
 
 def test_tasks_meta_keeps_other_keys(tmp_path: Path) -> None:
-    (tmp_path / "tasks_meta.json").write_text(
-        json.dumps({"feature": "001", "tasks": {"T1": {"owner": "me"}}})
-    )
+    (tmp_path / "tasks_meta.json").write_text(json.dumps({"feature": "001", "tasks": {"T1": {"owner": "me"}}}))
     speckit.AsyncState(tmp_path).update_meta("T1", {"status": "delegated"})
     meta = json.loads((tmp_path / "tasks_meta.json").read_text())
     assert meta == {
