@@ -101,6 +101,8 @@ class TaskContext(_Model):
     agent: str | None = None
     feature_dir: str | None = None
     context_files: list[ContextFile] = Field(default_factory=list)
+    deadline: datetime | None = Field(
+        None, description="When the task's time is up (the Job's creation + activeDeadlineSeconds).")
 
 
 class TaskSpec(TaskContext):

@@ -11,7 +11,7 @@ import copy
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mcp_server import logs, naming
@@ -135,22 +135,26 @@ class KubernetesBackend:
                 "Fix the chart."
             )
         labels = naming.task_labels(spec.task_id, spec.base_branch, self.environment)
-        meta = pod.setdefault("metadata", {})
-        meta.pop("creationTimestamp", None)
-        meta["labels"] = {**(meta.get("labels") or {}), **labels}
-        meta["annotations"] = {
-            **(meta.get("annotations") or {}),
-            naming.ANNOTATION_TASK_CONTEXT: spec.context().model_dump_json(),
-        }
-        job_spec: Obj = {
-            "template": pod,
-            "backoffLimit": self._int_default(naming.TEMPLATE_BACKOFF_LIMIT) or 0,
-        }
         deadline = (
             spec.timeout_minutes * 60
             if spec.timeout_minutes
             else self._int_default(naming.TEMPLATE_ACTIVE_DEADLINE)
         )
+        # The runner stops by itself at the deadline (the Job is created right after this).
+        context = spec.context()
+        if deadline:
+            context.deadline = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=deadline)
+        meta = pod.setdefault("metadata", {})
+        meta.pop("creationTimestamp", None)
+        meta["labels"] = {**(meta.get("labels") or {}), **labels}
+        meta["annotations"] = {
+            **(meta.get("annotations") or {}),
+            naming.ANNOTATION_TASK_CONTEXT: context.model_dump_json(),
+        }
+        job_spec: Obj = {
+            "template": pod,
+            "backoffLimit": self._int_default(naming.TEMPLATE_BACKOFF_LIMIT) or 0,
+        }
         if deadline:
             job_spec["activeDeadlineSeconds"] = deadline
         ttl = self._int_default(naming.TEMPLATE_TTL_AFTER_FINISHED)

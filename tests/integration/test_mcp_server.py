@@ -8,6 +8,7 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import anyio
@@ -122,6 +123,10 @@ async def test_spawn_creates_a_job_from_the_chart_podtemplate(world: World) -> N
         "agentic-sdlc.dev/description": "Do T002 in src/t002.py",
     }
     context = json.loads(job["spec"]["template"]["metadata"]["annotations"]["agentic-sdlc.dev/task-context"])
+    # The runner's deadline: the Job's creation + activeDeadlineSeconds (taken just before creating it).
+    deadline = datetime.fromisoformat(context.pop("deadline"))
+    created = datetime.fromisoformat(job["metadata"]["creationTimestamp"])
+    assert timedelta(seconds=7200 - 5) <= deadline - created <= timedelta(seconds=7200)
     assert context == {
         "task_id": "T002",
         "description": "Do T002 in src/t002.py",

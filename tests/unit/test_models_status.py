@@ -208,5 +208,6 @@ def test_spec_context_is_the_contract_document() -> None:
         "agent": None,
         "feature_dir": None,
         "context_files": [],
+        "deadline": None,
     }
     assert isinstance(spec.context(), TaskContext)
