@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dry-run", action="store_true")
 
-    p = command("run-task", "run one task in this process (what the agent pod runs)")
+    p = command("run-task", "run one task in this process (what the agent pod runs); must come first")
     p.add_argument("runner_args", nargs=argparse.REMAINDER, help="passed to the task runner")
     return parser
 
@@ -325,12 +325,13 @@ def run(
 ) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
-    parser = build_parser()
-    args = parser.parse_args(list(argv))
-    if args.command == "run-task":
+    argv = list(argv)
+    if argv[:1] == ["run-task"]:  # everything after it belongs to the runner, options included
         from mcp_server import runner
 
-        return int(runner.main(list(args.runner_args)))  # type: ignore[attr-defined]
+        return int(runner.main(argv[1:]))
+    parser = build_parser()
+    args = parser.parse_args(argv)
 
     def make(env: str | None) -> RunnerService:
         return RunnerService(load_settings(environment=env))

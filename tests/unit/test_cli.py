@@ -133,3 +133,33 @@ def test_list_table_and_status_output() -> None:
     cli.print_status(status, out)
     text = out.getvalue()
     assert "phase:       failed (BackoffLimitExceeded)\n" in text and "error:       boom\n" in text
+
+
+def test_run_task_hands_its_arguments_to_the_runner(tmp_path: Path) -> None:
+    """`agentic-runner run-task` is the runner (mcp_server.runner.main): a missing task context is a
+    failed result, written to the result file and behind the marker, exit 1."""
+    import json
+    import subprocess
+    import sys
+
+    result_file = tmp_path / "result.json"
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "agentic-runner"),
+            "run-task",
+            "--context",
+            str(tmp_path / "none.json"),
+            "--result-file",
+            str(result_file),
+            "--workspace",
+            str(tmp_path / "ws"),
+        ],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        timeout=60,
+    )
+    assert proc.returncode == 1, proc.stderr
+    result = json.loads(result_file.read_text())
+    assert result["status"] == "failed" and "none.json" in result["error"]
+    assert proc.stdout.splitlines()[-1] == "AGENTIC_RESULT: " + result_file.read_text().strip()
