@@ -290,9 +290,9 @@ def test_rbac_matrix(helm: Helm, testenv: TestEnv, admin_api: client.ApiClient, 
         matrix = {(v, r, where): {label: can_i(testenv, who, v, r, ns) for label, who in identities.items()}
                   for v, r, ns, where in checks}
 
-        lines = [f"{'verb resource (scope)':58} {'developer':>9} {'stranger':>9} {'agent SA':>9}"]
+        lines = [f"{'verb resource (scope)':64} {'developer':>9} {'stranger':>9} {'agent SA':>9}"]
         for (v, r, where), answers in matrix.items():
-            lines.append(f"{v + ' ' + r + ' (' + where + ')':58} " + " ".join(
+            lines.append(f"{v + ' ' + r + ' (' + where + ')':64} " + " ".join(
                 f"{'allowed' if answers[k] else 'denied':>9}" for k in identities))
         with capsys.disabled():
             print("\n[chart] RBAC matrix (kubectl auth can-i against the test API server):\n  "
