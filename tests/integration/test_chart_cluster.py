@@ -193,6 +193,15 @@ def test_seed_command_installs_upgrades_and_uninstalls(helm: Helm, testenv: Test
     again = helm.run_shell_command(seed_install_command(env))  # the same command is the upgrade
     assert "REVISION: 2" in again.stdout and "STATUS: deployed" in again.stdout
     assert "WARNING" not in again.stdout  # the namespace is labelled now
+
+    # This release's agent pod is admitted in its namespace, now enforcing `restricted`.
+    quota = f"{release}-agents"
+    wait_until(lambda: (core.read_namespaced_resource_quota(quota, ns).status.hard or {}).get("pods"),
+               message="the quota controller to fill in the quota's status")
+    template = admin_api.sanitize_for_serialization(core.read_namespaced_pod_template(f"{release}-agent", ns))
+    admitted = core.create_namespaced_pod(ns, pod_from_template(template, "agent-t001", TASK_CONTEXT),
+                                          dry_run="All")
+    assert admitted.spec.service_account_name == f"{release}-agent"
     changed = helm.run_shell_command(
         seed_install_command(env) + " --set agentic-sdlc-agent-runner.task.timeoutSeconds=5400")
     assert "REVISION: 3" in changed.stdout
