@@ -164,6 +164,8 @@ def _cut(text: str | None, size: int) -> str:
 
 
 def print_agents(result: AgentList, out: TextIO) -> None:
+    for error in result.errors:
+        out.write(f"warning: {error}\n")
     if not result.agents:
         out.write(f"no tasks in {', '.join(result.environments)}\n")
         return

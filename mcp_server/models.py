@@ -203,6 +203,9 @@ class AgentList(_Model):
     environments: list[str]
     agents: list[AgentInfo]
     counts: dict[str, int] = Field(description="Number of tasks per phase.")
+    errors: list[str] = Field(
+        default_factory=list,
+        description="With all_environments: why an environment could not be listed (the others are).")
 
 
 # -- logs ---------------------------------------------------------------------------------------

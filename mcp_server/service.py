@@ -308,16 +308,21 @@ class RunnerService:
 
     def list_agents(self, **values: Any) -> AgentList:
         req = parse(ListAgentsRequest, values)
-        names = (
-            sorted(self.settings.environments)
-            if req.all_environments
-            else [self.settings.environment(req.environment).name]
-        )
+        if not req.all_environments:
+            names = [self.settings.environment(req.environment).name]
+        else:
+            names = sorted(self.settings.environments)
         agents: list[AgentInfo] = []
+        errors: list[str] = []
         for name in names:
-            agents.extend(AgentInfo.from_status(s) for s in self.backend(name).list_tasks())
+            try:
+                agents.extend(AgentInfo.from_status(s) for s in self.backend(name).list_tasks())
+            except RunnerError as exc:
+                if not req.all_environments:
+                    raise
+                errors.append(f"{name}: {exc}")
         counts = {phase: sum(1 for a in agents if a.phase == phase) for phase in PHASES}
-        return AgentList(environments=names, agents=agents, counts=counts)
+        return AgentList(environments=names, agents=agents, counts=counts, errors=errors)
 
     def status(self, **values: Any) -> TaskStatus:
         req = parse(TaskRequest, values)

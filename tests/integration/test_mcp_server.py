@@ -364,6 +364,17 @@ async def test_list_and_status_show_phases_results_and_last_lines(world: World) 
     )
 
 
+async def test_list_agents_of_all_environments_reports_the_ones_it_cannot_read(world: World) -> None:
+    """stg and prod point at their default namespaces, where the developer has no rights here."""
+    async with connect(world.env()) as mcp:
+        await mcp.call("spawn_task_pod", spawn_args("T002"))
+        listed = (await mcp.call("list_agents", {"all_environments": True})).ok
+    assert listed["environments"] == ["dev", "prod", "stg"]
+    assert [(a["task_id"], a["environment"]) for a in listed["agents"]] == [("T002", "dev")]
+    assert [e.split(": forbidden: ")[0] for e in listed["errors"]] == ["prod", "stg"]
+    assert "may not list jobs.batch in namespace 'agent-runner-prod'" in listed["errors"][0]
+
+
 async def test_cancel_and_cleanup(world: World) -> None:
     async with connect(world.env()) as mcp:
         jobs = {t: (await mcp.call("spawn_task_pod", spawn_args(t))).ok["job"] for t in ("T002", "T003", "T005")}
