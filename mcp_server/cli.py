@@ -95,9 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("spawn-async", "start agents on the open [ASYNC] tasks of a tasks.md, wave by wave")
     p.add_argument("tasks_file", metavar="TASKS_MD")
     p.add_argument("--base-branch", "--branch", dest="base_branch")
-    p.add_argument(
-        "--task-id", dest="task_ids", action="append", metavar="ID", help="only this task (repeatable)"
-    )
+    p.add_argument("--task-id", dest="task_ids", action="append", metavar="ID", help="only this task (repeatable)")
     p.add_argument("--max-parallel", type=int, default=5)
     p.add_argument("--dry-run", action="store_true", help="print the plan; spawn nothing")
     p.add_argument("--repo")
@@ -109,7 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--follow", "-f", action="store_true")
     p.add_argument("--base-branch", "--branch", dest="base_branch")
     p.add_argument("--cursor", help="continue after a cursor printed by an earlier run (json output)")
-    p.add_argument("--no-color", action="store_true")
+    p.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="coloured task prefixes (auto: when stdout is a terminal and NO_COLOR is unset)",
+    )
+    p.add_argument("--no-color", dest="color", action="store_const", const="never", help="same as --color never")
 
     p = command("list", "list the tasks")
     p.add_argument("--all-environments", "-A", action="store_true")
@@ -153,9 +157,7 @@ def _age(seconds: float | None) -> str:
 def _table(rows: list[list[str]], out: TextIO) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        out.write(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() + "\n"
-        )
+        out.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() + "\n")
 
 
 def _cut(text: str | None, size: int) -> str:
@@ -218,9 +220,7 @@ def print_status(status: TaskStatus, out: TextIO) -> None:
             out.write(f"{key + ':':<13}{value}\n")
 
 
-def _print(
-    result: BaseModel, output: str, out: TextIO, human: Callable[[Any, TextIO], None] | None = None
-) -> None:
+def _print(result: BaseModel, output: str, out: TextIO, human: Callable[[Any, TextIO], None] | None = None) -> None:
     if output == "json" or human is None:
         out.write(result.model_dump_json(indent=2) + "\n")
     else:
@@ -292,7 +292,8 @@ def _spawn(service: RunnerService, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _logs(service: RunnerService, args: argparse.Namespace, out: TextIO) -> int:
-    color = args.output == "table" and not args.no_color and out.isatty() and not os.environ.get("NO_COLOR")
+    auto = out.isatty() and not os.environ.get("NO_COLOR")
+    color = args.output == "table" and (args.color == "always" or (args.color == "auto" and auto))
     prefixer = logs.Prefixer(color)
     base = {"task_ids": args.task_ids, "base_branch": args.base_branch, "environment": args.env}
 
@@ -304,17 +305,13 @@ def _logs(service: RunnerService, args: argparse.Namespace, out: TextIO) -> int:
     cursor = args.cursor
     while True:
         wait = FOLLOW_WAIT_SECONDS if args.follow else 0.0
-        chunk = anyio.run(
-            partial(service.stream_logs, on_batch=on_batch, cursor=cursor, wait_seconds=wait, **base)
-        )
+        chunk = anyio.run(partial(service.stream_logs, on_batch=on_batch, cursor=cursor, wait_seconds=wait, **base))
         cursor = chunk.cursor
         if chunk.more:
             continue
         if not args.follow or (args.task_ids and chunk.all_finished):
             if args.output == "json":
-                out.write(
-                    json.dumps({"cursor": cursor, "tasks": [t.model_dump() for t in chunk.tasks]}) + "\n"
-                )
+                out.write(json.dumps({"cursor": cursor, "tasks": [t.model_dump() for t in chunk.tasks]}) + "\n")
             failed = any(t.phase in FAILED_PHASES for t in chunk.tasks)
             return EXIT_FAILED if args.follow and failed else EXIT_OK
 

@@ -30,9 +30,7 @@ class Cli:
     def env(self, who: str = "developer") -> dict[str, str]:
         return server_env(self.testenv, self.namespace, self.repo, who)
 
-    def run(
-        self, *args: str, who: str = "developer", timeout: float = 60
-    ) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, who: str = "developer", timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [CLI, *args], env=self.env(who), cwd=self.repo, capture_output=True, text=True, timeout=timeout
         )
@@ -58,9 +56,7 @@ def test_spawn_list_status_cancel_cleanup(cli: Cli) -> None:
     job = naming.job_name("T002", FEATURE)
     spawned = cli.run("spawn", "T002", "Implement the parser in src/parser.py")
     assert (spawned.returncode, spawned.stderr) == (0, "")
-    assert spawned.stdout == (
-        f"T002: job {job} in {cli.namespace} (dev), branch agentic/{FEATURE}/T002 — created\n"
-    )
+    assert spawned.stdout == (f"T002: job {job} in {cli.namespace} (dev), branch agentic/{FEATURE}/T002 — created\n")
     again = cli.run("spawn", "T002", "Implement the parser in src/parser.py", "-o", "json")
     assert json.loads(again.stdout)["created"] is False
 
@@ -96,9 +92,7 @@ def test_spawn_list_status_cancel_cleanup(cli: Cli) -> None:
     dry = cli.run("cleanup", "--dry-run")
     assert dry.stdout == "would delete 1 finished task(s) in environment 'dev': T002 (succeeded); kept 1.\n"
     cancelled = cli.run("cancel", "T003")
-    assert cancelled.returncode == 0 and cancelled.stdout.startswith(
-        f"cancelled task T003: deleted Job {job3}"
-    )
+    assert cancelled.returncode == 0 and cancelled.stdout.startswith(f"cancelled task T003: deleted Job {job3}")
     cli.cluster.wait_job_gone(job3)
     cleaned = cli.run("cleanup")
     assert cleaned.stdout == "deleted 1 finished task(s) in environment 'dev': T002 (succeeded); kept 0.\n"
@@ -111,8 +105,7 @@ def test_a_failed_task_makes_status_exit_1(cli: Cli) -> None:
     status = cli.run("status", "T002")
     assert status.returncode == 1
     assert (
-        "phase:       failed (BackoffLimitExceeded)\n" in status.stdout
-        and "error:       tests fail\n" in status.stdout
+        "phase:       failed (BackoffLimitExceeded)\n" in status.stdout and "error:       tests fail\n" in status.stdout
     )
 
 
@@ -175,6 +168,12 @@ def test_logs_follow_is_one_stream_with_a_prefix_per_task_and_new_tasks_join(cli
     # Without -f: what is there, then exit. With task ids and -f: until those tasks finish.
     once = cli.run("logs", "T003")
     assert (once.returncode, once.stdout) == (0, "[T003] T003 joined\n")
+    coloured = cli.run("logs", "--color", "always")
+    assert coloured.stdout.splitlines() == [
+        "\x1b[36m[T002]\x1b[0m T002 says hello",
+        "\x1b[33m[T003]\x1b[0m T003 joined",
+        "\x1b[36m[T002]\x1b[0m T002 again",
+    ]
     until_done = cli.popen("logs", "-f", "T003")
     try:
         assert until_done.stdout is not None
