@@ -102,14 +102,8 @@ class KubernetesBackend:
     def branch_pattern(self) -> str:
         return self._template_defaults().get(naming.TEMPLATE_BRANCH_PATTERN) or naming.DEFAULT_BRANCH_PATTERN
 
-    def default_model(self) -> str | None:
-        return self._template_defaults().get(naming.TEMPLATE_DEFAULT_MODEL) or None
-
     def default_base_branch(self) -> str | None:
         return self._template_defaults().get(naming.TEMPLATE_DEFAULT_BASE_BRANCH) or None
-
-    def default_agent(self) -> str | None:
-        return self._template_defaults().get(naming.TEMPLATE_DEFAULT_AGENT) or None
 
     def _int_default(self, key: str) -> int | None:
         value = self._template_defaults().get(key)
