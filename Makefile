@@ -4,6 +4,8 @@
 #   make testenv       start the test control plane; prints the env lines to eval
 #   make testenv-down  stop it
 #   make bench         benchmarks; they print figures
+#   make image         the agent image localhost/agentic-sdlc-agent-runner:dev (podman), smoke-run
+#   make opencode      the pinned OpenCode binary for host tests (cached in ~/.cache/agentic-sdlc/)
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -13,7 +15,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: help install deps lint test test-unit test-integration testenv testenv-build testenv-down bench clean
+.PHONY: help install deps lint image opencode test test-unit test-integration testenv testenv-build testenv-down bench clean
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -33,13 +35,22 @@ deps:
 lint: install
 	$(VENV)/bin/ruff check mcp_server tests bench
 	$(VENV)/bin/shellcheck scripts/*.sh .ci/run
+	$(VENV)/bin/hadolint --config container/.hadolint.yaml container/Dockerfile
 
-test: install deps lint testenv-build
+test: install deps lint testenv-build opencode image
 	$(PY) -m pytest $(PYTEST_ARGS) tests
 
 # The control plane's pinned binaries, built once and cached (minutes on a fresh machine).
 testenv-build:
 	@scripts/testenv.sh build
+
+# The pinned OpenCode binary (container/opencode.version) for the host e2e tests, installed once.
+opencode: deps
+	@scripts/install-opencode.sh >/dev/null
+
+# The agent image, built with podman on a locally made Debian base (cached), then smoke-run.
+image: deps
+	@scripts/build-image.sh
 
 test-unit: install
 	$(PY) -m pytest $(PYTEST_ARGS) tests/unit

@@ -12,10 +12,12 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TAG=${1:-localhost/agentic-sdlc-agent-runner:dev}
-BASE_IMAGE=${AGENTIC_BASE_IMAGE:-localhost/agentic-sdlc/debian:bookworm-slim}
+# Bump BASE_RECIPE when make_base_tarball changes, so a stale cached base is not reused.
+BASE_RECIPE=2
+BASE_IMAGE=${AGENTIC_BASE_IMAGE:-localhost/agentic-sdlc/debian:bookworm-slim-r$BASE_RECIPE}
 SUITE=bookworm
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/agentic-sdlc/image
-BASE_TAR=$CACHE/debian-$SUITE-minbase-slim.tar
+BASE_TAR=$CACHE/debian-$SUITE-slim-r$BASE_RECIPE.tar
 OPENCODE_VERSION=$(<"$ROOT/container/opencode.version")
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$ROOT/container/containers.conf}
 
@@ -47,6 +49,10 @@ make_base_tarball() {
     'path-exclude /usr/share/lintian/*' 'path-exclude /usr/share/locale/*' \
     'path-include /usr/share/locale/locale.alias' 'path-exclude /usr/share/man/*' \
     >"$rootfs/etc/dpkg/dpkg.cfg.d/slim"
+  # ... and, like them, no downloaded .deb files or package caches left behind by apt-get install.
+  local clean='"rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true";'
+  printf '%s\n' "DPkg::Post-Invoke { $clean };" "APT::Update::Post-Invoke { $clean };" \
+    'Dir::Cache::pkgcache ""; Dir::Cache::srcpkgcache "";' >"$rootfs/etc/apt/apt.conf.d/docker-clean"
   find "$rootfs/usr/share/doc" -type f ! -name copyright -delete
   find "$rootfs/usr/share/doc" -mindepth 1 -type d -empty -delete
   rm -rf "$rootfs"/usr/share/{groff,info,linda,lintian,man}/*
@@ -90,13 +96,20 @@ podman build --pull=never \
   "$ROOT"
 
 log "smoke run: read-only root, user 1000"
-# /tmp, /home/agent and /workspace stand in for the pod's emptyDirs (mode 1777, writable by user 1000).
+# /tmp, /home/agent and /workspace are the pod's emptyDirs: host directories of mode 0777, as the
+# kubelet makes them (podman's --tmpfs ignores mode= here and leaves them root-owned 0755).
+empty_dirs=$(mktemp -d "${TMPDIR:-/tmp}/agentic-smoke.XXXXXX")
+trap 'rm -rf "$empty_dirs"' EXIT
+mkdir "$empty_dirs"/{tmp,home,workspace}
+chmod 0777 "$empty_dirs"/{tmp,home,workspace}
 smoke() {
   podman run --rm --read-only --network none --user 1000:1000 \
-    --tmpfs /tmp:rw,mode=1777 --tmpfs /home/agent:rw,mode=1777 --tmpfs /workspace:rw,mode=1777 "$@"
+    -v "$empty_dirs/tmp:/tmp" -v "$empty_dirs/home:/home/agent" -v "$empty_dirs/workspace:/workspace" "$@"
 }
 got=$(smoke --entrypoint opencode "$TAG" --version)
 [[ $got == "$OPENCODE_VERSION" ]] || die "opencode --version in the image says '$got', expected $OPENCODE_VERSION"
 smoke --entrypoint git "$TAG" --version >/dev/null
 smoke "$TAG" run-task --help >/dev/null || die "'agentic-runner run-task --help' failed in the image"
+smoke --entrypoint /opt/agentic-runner/bin/python "$TAG" -m mcp_server.runner --help >/dev/null \
+  || die "'python -m mcp_server.runner --help' failed in the image"
 log "ok: $TAG ($(podman image inspect --format '{{.Size}}' "$TAG") bytes)"

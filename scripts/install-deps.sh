@@ -7,6 +7,15 @@ declare -A NEED=(
   [openssl]=openssl
   [git]=git
   [setsid]=util-linux
+  # the agent image (scripts/build-image.sh): podman with runc, a debootstrapped base
+  [podman]=podman
+  [/usr/sbin/runc]=runc
+  [newuidmap]=uidmap
+  [/usr/sbin/debootstrap]=debootstrap
+  # the runner's e2e tests: a throwaway sshd, ssh keys; npm installs the pinned OpenCode
+  [/usr/sbin/sshd]=openssh-server
+  [ssh-keygen]=openssh-client
+  [npm]=npm
 )
 
 missing=()

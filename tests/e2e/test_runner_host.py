@@ -71,9 +71,7 @@ def assert_result_everywhere(run: RunnerRun) -> None:
 
 
 @pytest.mark.parametrize("kind", ["file", "git-daemon", "ssh", "token"])
-def test_task_edits_a_file_and_pushes_its_branch(
-    kind: str, remote: BareRemote, harness, tmp_path: Path
-) -> None:
+def test_task_edits_a_file_and_pushes_its_branch(kind: str, remote: BareRemote, harness, tmp_path: Path) -> None:
     base_before = remote.sha(BASE_BRANCH)
     main_before = remote.sha("main")
     with transport(kind, remote, tmp_path) as (url, env), ScriptedModel(edit_script()) as model:
@@ -117,9 +115,7 @@ def test_no_changes(remote: BareRemote, harness) -> None:
 
 
 def test_push_rejected_by_a_hook_fails_with_the_reason(remote: BareRemote, harness) -> None:
-    remote.install_hook(
-        "pre-receive", "#!/bin/sh\necho 'policy: agent branches need ticket ABC-1' >&2\nexit 1\n"
-    )
+    remote.install_hook("pre-receive", "#!/bin/sh\necho 'policy: agent branches need ticket ABC-1' >&2\nexit 1\n")
     base_before = remote.sha(BASE_BRANCH)
     with ScriptedModel(edit_script()) as model:
         run = harness(model).run(task_context(remote.url))
@@ -172,9 +168,7 @@ def test_unknown_host_key_is_refused(remote: BareRemote, harness, tmp_path: Path
             AGENTIC_GIT_SSH_DIR=str(keys.secret_dir),
         )
     assert run.result is not None and run.result.status == "failed"
-    assert "the server's host key is not in known_hosts (strict host-key checking)" in (
-        run.result.error or ""
-    )
+    assert "the server's host key is not in known_hosts (strict host-key checking)" in (run.result.error or "")
     assert TASK_BRANCH not in remote.branches()
 
 
@@ -184,13 +178,9 @@ def test_ssh_without_known_hosts_is_refused_before_anything_happens(
     keys = make_client_key(tmp_path / "keys")
     with ScriptedModel(edit_script()) as model:
         h = harness(model)
-        run = h.run(
-            task_context(remote.url), AGENTIC_GIT_AUTH="ssh", AGENTIC_GIT_SSH_DIR=str(keys.secret_dir)
-        )
+        run = h.run(task_context(remote.url), AGENTIC_GIT_AUTH="ssh", AGENTIC_GIT_SSH_DIR=str(keys.secret_dir))
     assert run.result is not None and run.result.status == "failed" and run.exit_code == 1
-    assert f"the known_hosts file {keys.secret_dir / 'known_hosts'} is missing or empty" in (
-        run.result.error or ""
-    )
+    assert f"the known_hosts file {keys.secret_dir / 'known_hosts'} is missing or empty" in (run.result.error or "")
     assert list(h.workspace.iterdir()) == []  # nothing was cloned
     assert TASK_BRANCH not in remote.branches()
 
@@ -230,8 +220,7 @@ def test_secret_values_appear_nowhere_in_the_output(remote: BareRemote, harness)
         Turn(
             tool_calls=(
                 bash(
-                    f'echo "llm=${llm_secret_env} scripted=$SCRIPTED_API_KEY '
-                    'git=${AGENTIC_GIT_TOKEN:-absent}"',
+                    f'echo "llm=${llm_secret_env} scripted=$SCRIPTED_API_KEY git=${{AGENTIC_GIT_TOKEN:-absent}}"',
                     "print the keys",
                 ),
             )
@@ -264,42 +253,43 @@ def _edit_then_hold() -> list[Turn]:
 HOLD_REQUEST = 3  # the third model request gets the `hold` turn: the edit is done, the agent waits
 
 
-def test_sigterm_mid_task_cancels_and_pushes_wip(remote: BareRemote, harness) -> None:
-    deadline = datetime.now(UTC) + timedelta(hours=1)
+def sigterm_mid_task(remote: BareRemote, harness, deadline: datetime, signal_at: datetime | None) -> RunnerRun:
+    """Start a task whose agent edits README.md and then waits on the model; send SIGTERM once it
+    waits (and not before `signal_at`)."""
     with ScriptedModel(_edit_then_hold()) as model:
         running = harness(model).start(task_context(remote.url, deadline=deadline.isoformat()))
         model.recorded.wait_for(HOLD_REQUEST)
+        while signal_at is not None and datetime.now(UTC) < signal_at and running.proc.poll() is None:
+            time.sleep(0.2)
         running.send(signal.SIGTERM)
-        run = running.finish()
+        return running.finish()
+
+
+def assert_wip_pushed(run: RunnerRun, remote: BareRemote, status: str, error_start: str) -> None:
     assert_result_everywhere(run)
     result = run.result
     assert result is not None
-    assert (result.status, run.exit_code) == ("cancelled", 130)
+    assert (result.status, run.exit_code) == (status, result.exit_code)
     assert result.pushed and result.commits == 1 and result.files_changed == ["README.md"]
-    assert (result.error or "").startswith("stopped: SIGTERM received")
+    assert (result.error or "").startswith(error_start)
+    assert remote.sha(TASK_BRANCH) == result.head_sha
     assert remote.log(TASK_BRANCH)[0].startswith("WIP T001: ")
     assert remote.show(TASK_BRANCH, "README.md") == "hello agent\n"
+
+
+def test_sigterm_mid_task_cancels_and_pushes_wip(remote: BareRemote, harness) -> None:
+    run = sigterm_mid_task(remote, harness, datetime.now(UTC) + timedelta(hours=1), None)
+    assert_wip_pushed(run, remote, "cancelled", "stopped: SIGTERM received")
+    assert run.exit_code == 130
 
 
 def test_sigterm_at_the_deadline_times_out_and_pushes_wip(remote: BareRemote, harness) -> None:
     """Kubernetes sends SIGTERM when activeDeadlineSeconds has passed: a signal within the
     tolerance (15 s) of the task's deadline is a timeout, not a cancel."""
     deadline = datetime.now(UTC) + timedelta(seconds=40)
-    with ScriptedModel(_edit_then_hold()) as model:
-        running = harness(model).start(task_context(remote.url, deadline=deadline.isoformat()))
-        model.recorded.wait_for(HOLD_REQUEST)
-        while datetime.now(UTC) < deadline - timedelta(seconds=5) and running.proc.poll() is None:
-            time.sleep(0.2)
-        running.send(signal.SIGTERM)
-        run = running.finish()
-    assert_result_everywhere(run)
-    result = run.result
-    assert result is not None
-    assert (result.status, run.exit_code) == ("timed_out", 124)
-    assert result.pushed and result.commits == 1
-    assert (result.error or "").startswith("stopped: SIGTERM received at the task's deadline")
-    assert remote.log(TASK_BRANCH)[0].startswith("WIP T001: ")
-    assert remote.show(TASK_BRANCH, "README.md") == "hello agent\n"
+    run = sigterm_mid_task(remote, harness, deadline, signal_at=deadline - timedelta(seconds=5))
+    assert_wip_pushed(run, remote, "timed_out", "stopped: SIGTERM received at the task's deadline")
+    assert run.exit_code == 124
 
 
 def test_a_bad_context_is_refused_and_nothing_is_cloned(remote: BareRemote, harness) -> None:
