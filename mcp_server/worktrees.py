@@ -83,13 +83,19 @@ def _ensure_excluded(repo: Path) -> None:
             handle.write(("\n" if lines and lines[-1] else "") + EXCLUDE_LINE + "\n")
 
 
+def ref_exists(repo: Path, ref: str) -> bool:
+    proc = subprocess.run(["git", "-C", str(repo), "show-ref", "--verify", "--quiet", ref], capture_output=True)
+    return proc.returncode == 0
+
+
 def branch_exists(repo: Path, branch: str) -> bool:
-    return (
-        subprocess.run(
-            ["git", "-C", str(repo), "show-ref", "--verify", "--quiet", f"refs/heads/{branch}"], capture_output=True
-        ).returncode
-        == 0
-    )
+    return ref_exists(repo, f"refs/heads/{branch}")
+
+
+def base_ref(repo: Path, base_branch: str) -> str | None:
+    """Where a task on `base_branch` starts: the local branch, else origin's; None if neither exists."""
+    candidates = (f"refs/heads/{base_branch}", f"refs/remotes/origin/{base_branch}")
+    return next((ref for ref in candidates if ref_exists(repo, ref)), None)
 
 
 def add(repo: Path, base_branch: str, task_branch: str, task_id: str, start_point: str) -> Worktree:

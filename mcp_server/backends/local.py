@@ -42,7 +42,7 @@ from typing import Any
 
 from mcp_server import logs, naming, worktrees
 from mcp_server.config import EnvironmentSettings, Settings
-from mcp_server.errors import Conflict, InvalidInput, TaskNotFound
+from mcp_server.errors import ConfigError, Conflict, InvalidInput, TaskNotFound
 from mcp_server.models import (
     FINISHED_PHASES,
     CancelResult,
@@ -178,6 +178,9 @@ class LocalBackend:
     def spawn(self, spec: TaskSpec) -> TaskHandle:
         job = naming.job_name(spec.task_id, spec.base_branch)
         files = TaskFiles(self.state / job)
+        if files.path.is_dir():
+            return self._existing(files, spec)
+        self._check_repository(spec.base_branch)
         self.state.mkdir(parents=True, exist_ok=True)
         try:
             files.path.mkdir()
@@ -220,6 +223,24 @@ class LocalBackend:
             },
         )
         return self._handle(job, spec.task_id, spec.task_branch, spec.base_branch, created=True)
+
+    def _check_repository(self, base_branch: str) -> None:
+        """Refuse, before anything is made, a task the runner could not start: the worktree needs a
+        git repository that has the base branch (local, or as origin/<base>)."""
+        try:
+            root = worktrees.toplevel(self.repo)
+        except worktrees.WorktreeError:
+            raise ConfigError(
+                f"the local backend runs tasks in worktrees of a git repository, and {self.repo} "
+                "is not one. Run the server inside your repository (or set AGENTIC_REPO_ROOT), "
+                "or configure a cluster."
+            ) from None
+        if worktrees.base_ref(root, base_branch) is None:
+            raise InvalidInput(
+                "base_branch",
+                f"{base_branch!r} is neither a branch of the repository {root} nor origin/{base_branch}",
+                "an existing branch (git fetch it first)",
+            )
 
     def _existing(self, files: TaskFiles, spec: TaskSpec) -> TaskHandle:
         existing = None

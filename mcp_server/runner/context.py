@@ -68,7 +68,7 @@ def _check(check, value: str, field: str) -> str:  # type: ignore[no-untyped-def
     try:
         return check(value, field)
     except InvalidInput as exc:
-        raise ValueError(str(exc).removesuffix(" Nothing was created.")) from None
+        raise ValueError(exc.message.rstrip(".")) from None
 
 
 def load_context(path: Path) -> RunnerContext:

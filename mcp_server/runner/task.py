@@ -137,8 +137,7 @@ class TaskRunner:
         s, ctx, out = self.settings, self.ctx, self.out
         author = (s.author_name, s.author_email)
         git = Git(repo, s.environ, auth, out.redact, author)
-        candidates = (f"refs/heads/{ctx.base_branch}", f"refs/remotes/origin/{ctx.base_branch}")
-        start = next((ref for ref in candidates if git.ok("rev-parse", "--verify", "-q", ref)), None)
+        start = worktrees.base_ref(repo, ctx.base_branch)
         if start is None:
             raise ConfigError(f"the base branch {ctx.base_branch} is not in the repository {repo} (neither "
                               f"a local branch nor origin/{ctx.base_branch}); create or fetch it first")

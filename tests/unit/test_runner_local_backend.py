@@ -12,8 +12,9 @@ import pytest
 from mcp_server import naming
 from mcp_server.backends.local import LocalBackend, TaskFiles
 from mcp_server.config import load_settings
-from mcp_server.errors import Conflict, InvalidInput, TaskNotFound
+from mcp_server.errors import ConfigError, Conflict, InvalidInput, TaskNotFound
 from mcp_server.models import TaskRef, TaskSpec
+from tests.support.git_remotes import git
 
 DEAD_PID = 2**22 + 12345  # above the default pid_max: no such process
 
@@ -135,3 +136,21 @@ def test_cancel_and_cleanup_of_finished_tasks(tmp_path: Path) -> None:
     assert not (b.state / "done").exists()
     result = b.cleanup(None, dry_run=False)
     assert [i.task_id for i in result.deleted] == ["T002"] and b.list_tasks() == []
+
+
+def test_spawn_outside_a_repository_or_on_a_missing_branch_is_refused_and_creates_nothing(tmp_path: Path) -> None:
+    b = backend(tmp_path)
+    with pytest.raises(
+        ConfigError, match=f"the local backend runs tasks in worktrees of a git repository, and {tmp_path}"
+    ):
+        b.spawn(spec())
+    assert not b.state.exists()
+    git("init", "-q", "-b", "main", cwd=tmp_path)
+    git("commit", "-q", "--allow-empty", "-m", "init", cwd=tmp_path)
+    with pytest.raises(InvalidInput) as exc:
+        b.spawn(spec(base="002-missing"))
+    assert str(exc.value) == (
+        f"invalid base_branch: '002-missing' is neither a branch of the repository {tmp_path} nor "
+        "origin/002-missing; allowed: an existing branch (git fetch it first)."
+    )
+    assert not b.state.exists()
