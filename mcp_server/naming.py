@@ -73,11 +73,16 @@ _USER_PASSWORD_RE = re.compile(r"[^/@:]*:[^/@]*@")
 _REPO_SCHEMES = ("https", "http", "ssh", "git", "file")
 
 
-def validate_task_id(value: str, field: str = "task_id") -> str:
+def _check_length(value: str, field: str, limit: int, allowed: str) -> None:
+    """Refuse a value that is not a string, is empty or is longer than `limit` characters."""
     if not isinstance(value, str) or not value:
-        raise InvalidInput(field, "it is empty", TASK_ID_ALLOWED)
-    if len(value) > TASK_ID_MAX:
-        raise InvalidInput(field, f"it is {len(value)} characters long", TASK_ID_ALLOWED)
+        raise InvalidInput(field, "it is empty", allowed)
+    if len(value) > limit:
+        raise InvalidInput(field, f"it is {len(value)} characters long", allowed)
+
+
+def validate_task_id(value: str, field: str = "task_id") -> str:
+    _check_length(value, field, TASK_ID_MAX, TASK_ID_ALLOWED)
     if not _TASK_ID_RE.fullmatch(value):
         raise InvalidInput(field, "it contains characters that are not allowed", TASK_ID_ALLOWED)
     return value
@@ -85,10 +90,7 @@ def validate_task_id(value: str, field: str = "task_id") -> str:
 
 def validate_branch(value: str, field: str = "base_branch") -> str:
     """A branch name git accepts (`git check-ref-format --branch`), restricted to a safe alphabet."""
-    if not isinstance(value, str) or not value:
-        raise InvalidInput(field, "it is empty", BRANCH_ALLOWED)
-    if len(value) > BRANCH_MAX:
-        raise InvalidInput(field, f"it is {len(value)} characters long", BRANCH_ALLOWED)
+    _check_length(value, field, BRANCH_MAX, BRANCH_ALLOWED)
     if not _BRANCH_CHAR_RE.fullmatch(value):
         raise InvalidInput(
             field, "it contains characters that are not allowed in a branch name", BRANCH_ALLOWED
