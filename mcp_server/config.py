@@ -84,23 +84,23 @@ class Settings(BaseModel):
             ) from None
 
 
-class _EnvironmentFile(BaseModel):
+class _ClusterKeys(BaseModel):
+    """The keys the config file takes both at the top (every environment) and per environment."""
+
     model_config = ConfigDict(extra="forbid")
 
+    backend: BackendName | None = None
+    kube_context: str | None = None
+    kubeconfig: str | None = None
+
+
+class _EnvironmentFile(_ClusterKeys):
     namespace: str | None = None
     release: str | None = None
-    backend: BackendName | None = None
-    kube_context: str | None = None
-    kubeconfig: str | None = None
 
 
-class _ConfigFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class _ConfigFile(_ClusterKeys):
     environment: str | None = None
-    backend: BackendName | None = None
-    kube_context: str | None = None
-    kubeconfig: str | None = None
     environments: dict[str, _EnvironmentFile] = Field(default_factory=dict)
 
 
