@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ FORCED_CONFIG: dict[str, Any] = {
     "agent": {"title": {"disable": True}},
 }
 STOP_WAIT_SECONDS = 5.0
+LEFTOVER_WAIT_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,7 @@ class AgentRun:
             self.stop()
         stderr_thread = threading.Thread(target=self._pump_stderr, args=(proc,), daemon=True)
         stderr_thread.start()
+        threading.Thread(target=self._reap_group, args=(proc,), daemon=True).start()
         try:
             assert proc.stdin is not None
             proc.stdin.write(prompt)
@@ -167,6 +170,14 @@ class AgentRun:
             proc.wait(timeout=STOP_WAIT_SECONDS)
         except subprocess.TimeoutExpired:
             _signal_group(proc, signal.SIGKILL)
+
+    @staticmethod
+    def _reap_group(proc: subprocess.Popen[str]) -> None:
+        """When OpenCode has ended, end what it left running in its process group (a server the
+        agent started in the background): it would hold the output pipe open and outlive the task."""
+        proc.wait()
+        time.sleep(LEFTOVER_WAIT_SECONDS)
+        _signal_group(proc, signal.SIGKILL)
 
     def _pump_stderr(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stderr is not None

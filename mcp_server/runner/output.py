@@ -30,6 +30,7 @@ class Output:
         self._redact = redactor
         self._stream = stream if stream is not None else sys.stdout
         self._lock = threading.RLock()  # re-entrant: a signal handler may log mid-line
+        self._closed = False
 
     @property
     def redact(self) -> Redactor:
@@ -48,5 +49,12 @@ class Output:
         """One raw line (OpenCode's events, the result marker), redacted."""
         text = text.rstrip("\r\n").replace("\n", "\\n")
         with self._lock:
-            self._stream.write(self._redact(text) + "\n")
-            self._stream.flush()
+            if self._closed:
+                return
+            try:
+                self._stream.write(self._redact(text) + "\n")
+                self._stream.flush()
+            except (BrokenPipeError, OSError, ValueError):
+                # nobody reads stdout any more (a supervisor died): the task goes on, the result
+                # still goes to the result file
+                self._closed = True

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mcp_server import worktrees
 from mcp_server.errors import ConfigError
-from mcp_server.runner import gitrepo
+from mcp_server.runner import gitrepo, reaper
 from mcp_server.runner.agent import AgentOutcome, AgentRun, opencode_command, opencode_env
 from mcp_server.runner.context import RunnerContext
 from mcp_server.runner.gitrepo import Git, GitAuth, GitError
@@ -68,6 +68,7 @@ class TaskRunner:
                 environment=ctx.environment, git_auth=self.settings.git_auth,
                 deadline=ctx.deadline.isoformat() if ctx.deadline else None)
         auth = GitAuth()
+        reaper.become_subreaper()
         try:
             auth = gitrepo.prepare_auth(self.settings)
             out.set_redactor(out.redact.with_values(auth.secrets))
@@ -164,6 +165,9 @@ class TaskRunner:
         out.log("agent", f"running OpenCode: model {model or '(OpenCode default)'}, agent {agent}",
                 model=model, agent=agent)
         outcome = run.run(render_prompt(ctx, checkout.path))
+        left = reaper.end_leftovers()
+        if left:
+            out.log("agent", f"ended {len(left)} process(es) the agent left running", level="warning", pids=left)
         if outcome.stopped:
             out.log("agent", "OpenCode stopped", level="warning", events=outcome.events)
         elif outcome.error:

@@ -6,7 +6,9 @@ runner's log lines and its result JSON."""
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -244,6 +246,21 @@ def test_secret_values_appear_nowhere_in_the_output(remote: BareRemote, harness)
         assert secret not in run.stdout
         assert secret not in run.result_file_text
     assert run.result.summary == "The key is [REDACTED] and the other is [REDACTED]."
+
+
+def test_processes_the_agent_left_running_are_ended(remote: BareRemote, harness) -> None:
+    """OpenCode runs shell commands in process groups of their own; what the agent started in the
+    background must not outlive the task (on a laptop, with the local backend)."""
+    marker = f"sleep {40000 + os.getpid() % 10000}"
+    script = [Turn(tool_calls=(bash(f"nohup {marker} >/dev/null 2>&1 &", "start a server"),)), Turn(text="Started.")]
+    with ScriptedModel(script) as model:
+        run = harness(model).run(task_context(remote.url))
+    assert run.result is not None and run.result.status == "no_changes"
+    assert [r["msg"] for r in run.runner_lines() if "left running" in r["msg"]] == [
+        "ended 1 process(es) the agent left running"
+    ]
+    still = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split()
+    assert still == []
 
 
 def _edit_then_hold() -> list[Turn]:
