@@ -238,6 +238,17 @@ class TaskLogState(_Model):
     phase: Phase
     finished: bool = Field(description="The task is finished and all its lines are delivered.")
 
+    @classmethod
+    def from_status(cls, status: TaskStatus, drained: bool) -> TaskLogState:
+        """The task's log state; `drained`: every line of its streams is delivered."""
+        return cls(
+            task_id=status.task_id,
+            base_branch=status.base_branch,
+            job=status.job,
+            phase=status.phase,
+            finished=status.finished and drained,
+        )
+
 
 class LogBatch(_Model):
     """One read of a backend: new lines since the positions, the positions after them, the tasks."""
@@ -276,6 +287,16 @@ class CleanupItem(_Model):
     job: str
     phase: Phase
     finished_at: datetime | None = None
+
+    @classmethod
+    def from_status(cls, status: TaskStatus) -> CleanupItem:
+        return cls(
+            task_id=status.task_id,
+            environment=status.environment,
+            job=status.job,
+            phase=status.phase,
+            finished_at=status.finished_at,
+        )
 
 
 class CleanupResult(_Model):

@@ -20,7 +20,6 @@ from mcp_server.errors import Conflict, InvalidInput, RunnerError, TaskNotFound
 from mcp_server.jobstatus import derive_status, newest, pod_started, pod_terminated
 from mcp_server.kube import Access, AlreadyExists, BadRequest, KubeClient, NotFound, load_api_client
 from mcp_server.models import (
-    FINISHED_PHASES,
     CancelResult,
     CleanupItem,
     CleanupResult,
@@ -406,15 +405,7 @@ class KubernetesBackend:
                 new_positions.get(p["metadata"]["name"], StreamPosition()).done or not pod_started(p)
                 for p in pods
             )
-            tasks.append(
-                TaskLogState(
-                    task_id=status.task_id,
-                    base_branch=status.base_branch,
-                    job=status.job,
-                    phase=status.phase,
-                    finished=status.phase in FINISHED_PHASES and drained,
-                )
-            )
+            tasks.append(TaskLogState.from_status(status, drained))
         return LogBatch(lines=out_lines, positions=new_positions, tasks=tasks, more=more)
 
     # -- cancel / cleanup ------------------------------------------------------------------------
@@ -476,16 +467,8 @@ class KubernetesBackend:
                 status.finished_at is not None
                 and (now - status.finished_at).total_seconds() >= older_than_seconds
             )
-            if status.phase in FINISHED_PHASES and status.reason != "Cancelled" and old_enough:
-                chosen.append(
-                    CleanupItem(
-                        task_id=status.task_id,
-                        environment=self.environment,
-                        job=status.job,
-                        phase=status.phase,
-                        finished_at=status.finished_at,
-                    )
-                )
+            if status.finished and status.reason != "Cancelled" and old_enough:
+                chosen.append(CleanupItem.from_status(status))
             else:
                 kept += 1
         if not dry_run:
