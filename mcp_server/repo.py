@@ -69,6 +69,20 @@ def inside(root: Path, path: str, field: str) -> Path:
     return resolved
 
 
+def read_text(root: Path, path: str, field: str, max_bytes: int, kind: str = "text files") -> tuple[Path, str]:
+    """The resolved path and text of a UTF-8 file of at most `max_bytes` inside the repository."""
+    resolved = inside(root, path, field)
+    if not resolved.is_file():
+        raise InvalidInput(field, "there is no such file in the repository", PATH_ALLOWED)
+    size = resolved.stat().st_size
+    if size > max_bytes:
+        raise InvalidInput(field, f"the file has {size} bytes", f"files of at most {max_bytes} bytes")
+    try:
+        return resolved, resolved.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(field, "it is not a UTF-8 text file", kind) from None
+
+
 @dataclass(frozen=True)
 class RepoFiles:
     """Reads files of one repository for task contexts, within size limits."""
@@ -82,18 +96,8 @@ class RepoFiles:
 
     def read_text(self, path: str, field: str) -> tuple[str, str]:
         """(repo-relative path, text) of a file inside the repository."""
-        resolved = inside(self.root, path, field)
-        if not resolved.is_file():
-            raise InvalidInput(field, "there is no such file in the repository", PATH_ALLOWED)
-        size = resolved.stat().st_size
-        if size > self.file_max_bytes:
-            raise InvalidInput(
-                field, f"the file has {size} bytes", f"files of at most {self.file_max_bytes} bytes"
-            )
-        try:
-            return self.relative(resolved), resolved.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise InvalidInput(field, "it is not a UTF-8 text file", "text files") from None
+        resolved, text = read_text(self.root, path, field, self.file_max_bytes)
+        return self.relative(resolved), text
 
     def context_files(self, paths: list[str], field: str = "context_files") -> list[ContextFile]:
         files: list[ContextFile] = []

@@ -174,15 +174,9 @@ class RunnerService:
         req = parse(SpawnAsyncRequest, values)
         env = self.settings.environment(req.environment)
         root = self.settings.repo_root
-        tasks_path = repo.inside(root, req.tasks_file, "tasks_file")
-        if not tasks_path.is_file():
-            raise InvalidInput("tasks_file", "there is no such file in the repository", repo.PATH_ALLOWED)
-        if tasks_path.stat().st_size > TASKS_FILE_MAX_BYTES:
-            raise InvalidInput("tasks_file", "the file is too big", f"at most {TASKS_FILE_MAX_BYTES} bytes")
-        try:
-            text = tasks_path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise InvalidInput("tasks_file", "it is not a UTF-8 text file", "a spec-kit tasks.md") from None
+        tasks_path, text = repo.read_text(
+            root, req.tasks_file, "tasks_file", TASKS_FILE_MAX_BYTES, "a spec-kit tasks.md"
+        )
         tasks = speckit.parse_tasks(text)
         feature_dir = tasks_path.parent
         dag = speckit.read_waves(feature_dir)
