@@ -6,6 +6,7 @@ are followed; anything else is refused naming the field.
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 from dataclasses import dataclass
@@ -61,7 +62,10 @@ def inside(root: Path, path: str, field: str) -> Path:
     lexical = Path(os.path.normpath(candidate))
     if not lexical.is_relative_to(root):
         raise InvalidInput(field, "it is outside the repository", PATH_ALLOWED)
-    resolved = candidate.resolve()
+    try:
+        resolved = candidate.resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop is a RuntimeError before Python 3.13
+        raise _unreadable(field, exc) from None
     if not resolved.is_relative_to(root):
         raise InvalidInput(field, "it leads out of the repository through a symlink", PATH_ALLOWED)
     if resolved.is_relative_to(root / ".git"):
@@ -72,15 +76,25 @@ def inside(root: Path, path: str, field: str) -> Path:
 def read_text(root: Path, path: str, field: str, max_bytes: int, kind: str = "text files") -> tuple[Path, str]:
     """The resolved path and text of a UTF-8 file of at most `max_bytes` inside the repository."""
     resolved = inside(root, path, field)
-    if not resolved.is_file():
-        raise InvalidInput(field, "there is no such file in the repository", PATH_ALLOWED)
-    size = resolved.stat().st_size
-    if size > max_bytes:
-        raise InvalidInput(field, f"the file has {size} bytes", f"files of at most {max_bytes} bytes")
     try:
+        if not resolved.is_file():
+            raise InvalidInput(field, "there is no such file in the repository", PATH_ALLOWED)
+        size = resolved.stat().st_size
+        if size > max_bytes:
+            raise InvalidInput(field, f"the file has {size} bytes", f"files of at most {max_bytes} bytes")
         return resolved, resolved.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise InvalidInput(field, "it is not a UTF-8 text file", kind) from None
+    except OSError as exc:  # a name too long, no permission, ...: the field, not a crash
+        raise _unreadable(field, exc) from None
+
+
+def _unreadable(field: str, exc: OSError | RuntimeError) -> InvalidInput:
+    """What the OS refused, without the path (the caller named it) or anything else of the server's."""
+    if isinstance(exc, RuntimeError) or exc.errno == errno.ELOOP:
+        return InvalidInput(field, "it leads into a symlink loop", PATH_ALLOWED)
+    reason = (exc.strerror or type(exc).__name__).lower()
+    return InvalidInput(field, f"it cannot be read ({reason})", PATH_ALLOWED)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -583,6 +584,65 @@ async def test_a_bad_task_id_in_tasks_md_is_refused_and_creates_nothing(world: W
         f"{ALLOWED_PATH}"
     )
     assert world.cluster.jobs() == []
+
+
+async def test_unreadable_or_too_big_context_files_are_refused_and_create_nothing(world: World) -> None:
+    repo = world.repo
+    (repo / "loop").symlink_to("loop")
+    (repo / "big.txt").write_text("x" * (64 * 1024 + 1))
+    (repo / "binary.bin").write_bytes(b"\xff\xfe\x00")
+    for i in range(3):
+        (repo / f"part{i}.txt").write_text("y" * (60 * 1024))
+    (repo / "escaped.txt").write_text("\x01" * (60 * 1024))  # six bytes of JSON per character
+    refused = {
+        ("loop",): f"invalid context_files[0]: it leads into a symlink loop; {ALLOWED_PATH}",
+        ("a" * 300,): f"invalid context_files[0]: it cannot be read (file name too long); {ALLOWED_PATH}",
+        ("README.md", "missing.txt"): (
+            f"invalid context_files[1]: there is no such file in the repository; {ALLOWED_PATH}"
+        ),
+        (".git/config",): f"invalid context_files[0]: it is inside .git; {ALLOWED_PATH}",
+        ("big.txt",): "invalid context_files[0]: the file has 65537 bytes; allowed: files of at most 65536 bytes.",
+        ("binary.bin",): "invalid context_files[0]: it is not a UTF-8 text file; allowed: text files.",
+        ("part0.txt", "part1.txt", "part2.txt"): (
+            "invalid context_files: the files have more than 163840 bytes together; allowed: at most 163840 "
+            "bytes in all."
+        ),
+    }
+    async with connect(world.env()) as mcp:
+        results = {
+            paths: await mcp.call("spawn_task_pod", spawn_args("T002", context_files=list(paths)))
+            for paths in [*refused, ("escaped.txt",)]
+        }
+    for paths, message in refused.items():
+        assert results[paths].error == f"Error executing tool spawn_task_pod: {message}", paths
+    assert re.fullmatch(
+        r"Error executing tool spawn_task_pod: invalid context_files: the task context would have \d{6} "
+        r"bytes; allowed: at most 204800 bytes with the description\.",
+        results[("escaped.txt",)].error or "",
+    )
+    assert world.cluster.jobs() == []
+
+
+async def test_unreadable_or_too_big_tasks_files_are_refused_and_create_nothing(world: World) -> None:
+    repo = world.repo
+    (repo / "loop").symlink_to("loop")
+    (repo / "specs" / "big").mkdir()
+    (repo / "specs" / "big" / "tasks.md").write_text("- [ ] T001 [ASYNC] x\n" * 60000)
+    size = (repo / "specs" / "big" / "tasks.md").stat().st_size
+    (repo / "specs" / "binary").mkdir()
+    (repo / "specs" / "binary" / "tasks.md").write_bytes(b"- [ ] T001 [ASYNC] \xff\n")
+    refused = {
+        f"specs/{FEATURE}": f"there is no such file in the repository; {ALLOWED_PATH}",
+        "loop": f"it leads into a symlink loop; {ALLOWED_PATH}",
+        "specs/big/tasks.md": f"the file has {size} bytes; allowed: files of at most 1048576 bytes.",
+        "specs/binary/tasks.md": "it is not a UTF-8 text file; allowed: a spec-kit tasks.md.",
+    }
+    async with connect(world.env()) as mcp:
+        for tasks_file, message in refused.items():
+            result = await mcp.call("spawn_async_tasks", {"tasks_file": tasks_file})
+            assert result.error == f"Error executing tool spawn_async_tasks: invalid tasks_file: {message}"
+    assert world.cluster.jobs() == []
+    assert not list(repo.glob("specs/*/.async_state"))
 
 
 async def test_bad_input_of_the_read_tools(world: World) -> None:
