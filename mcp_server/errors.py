@@ -51,6 +51,16 @@ class ConfigError(RunnerError):
 class TaskNotFound(RunnerError):
     kind = "not_found"
 
+    @classmethod
+    def in_namespace(
+        cls, task_ids: list[str], environment: str, namespace: str, base_branch: str | None = None
+    ) -> TaskNotFound:
+        on = f" on base branch {base_branch!r}" if base_branch else ""
+        return cls(
+            f"no task {', '.join(task_ids)}{on} in environment {environment!r} (namespace {namespace!r}). "
+            "list_agents shows the tasks that exist."
+        )
+
 
 class Forbidden(RunnerError):
     """The Kubernetes identity lacks a permission. Names the verb, resource and namespace."""

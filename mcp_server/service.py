@@ -364,11 +364,7 @@ class RunnerService:
                 if reads == 0 and refs is not None:
                     missing = [r.task_id for r in refs if all(t.task_id != r.task_id for t in batch.tasks)]
                     if missing:
-                        raise TaskNotFound(
-                            f"no task {', '.join(missing)} in environment {backend.environment!r} "
-                            f"(namespace {backend.namespace!r}). list_agents shows the tasks "
-                            "that exist."
-                        )
+                        raise TaskNotFound.in_namespace(missing, backend.environment, backend.namespace)
                 reads += 1
                 positions, more = batch.positions, batch.more
                 collected.extend(batch.lines)

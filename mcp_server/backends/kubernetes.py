@@ -307,17 +307,10 @@ class KubernetesBackend:
             )
         return jobs[0], pods_by_job[jobs[0]["metadata"]["name"]]
 
-    def _not_found(self, ref: TaskRef) -> TaskNotFound:
-        on = f" on base branch {ref.base_branch!r}" if ref.base_branch else ""
-        return TaskNotFound(
-            f"no task {ref.task_id}{on} in environment {self.environment!r} (namespace "
-            f"{self.namespace!r}). list_agents shows the tasks that exist."
-        )
-
     def status(self, ref: TaskRef) -> TaskStatus:
         job, pods = self._one(ref)
         if job is None:
-            raise self._not_found(ref)
+            raise TaskNotFound.in_namespace([ref.task_id], self.environment, self.namespace, ref.base_branch)
         pod = newest(pods)
         tail: list[str] = []
         if pod is not None and pod_started(pod):

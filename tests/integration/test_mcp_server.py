@@ -359,8 +359,13 @@ async def test_list_and_status_show_phases_results_and_last_lines(world: World) 
         running = (await mcp.call("get_task_status", {"task_id": "T002"})).ok
         assert (running["phase"], running["step"], running["result"]) == ("running", "agent", None)
         missing = await mcp.call("get_task_status", {"task_id": "T404"})
+        unknown = await mcp.call("stream_task_logs", {"task_ids": ["T002", "T404", "T405"], "wait_seconds": 0})
     assert missing.error == (
         f"Error executing tool get_task_status: no task T404 in environment 'dev' (namespace "
+        f"'{world.namespace}'). list_agents shows the tasks that exist."
+    )
+    assert unknown.error == (
+        f"Error executing tool stream_task_logs: no task T404, T405 in environment 'dev' (namespace "
         f"'{world.namespace}'). list_agents shows the tasks that exist."
     )
 
