@@ -215,13 +215,6 @@ class Git:
             raise GitError(action or f"git {args[0]}", stderr, proc.returncode, self.redact)
         return stdout
 
-    def ok(self, *args: str) -> bool:
-        try:
-            self.run(*args)
-        except GitError:
-            return False
-        return True
-
 
 def checkout_dir_name(repo: str) -> str:
     """The directory a clone goes to inside the workspace: the repository's name."""

@@ -1,8 +1,8 @@
 """One task, start to finish: setup -> clone (or worktree) -> branch -> agent -> commit -> push -> done.
 
-Every step logs a JSON line with its phase. Whatever happens after the checkout exists, the work
-that is there is committed (marked WIP when the task did not finish normally) and pushed to the task
-branch, never forced and never to another ref, and a `TaskResult` comes back.
+Every step logs a JSON line with its phase. Once the checkout exists, the agent's work is committed
+(marked WIP when the task was stopped or the agent failed) and pushed to the task branch, never
+forced and never to another ref. Every way out ends in a `TaskResult`.
 """
 
 from __future__ import annotations
@@ -80,9 +80,6 @@ class TaskRunner:
             self._push(self.progress.checkout)
         except (ConfigError, GitError, worktrees.WorktreeError) as exc:
             self._fail(exc)
-            checkout = self.progress.checkout
-            if checkout is not None and not isinstance(exc, GitError | worktrees.WorktreeError):
-                self._safe_wrap_up(checkout)
         finally:
             auth.close()
             if self.progress.checkout is not None and self.progress.checkout.cleanup is not None:
@@ -222,14 +219,6 @@ class TaskRunner:
         message = self.out.redact(str(exc))
         self.progress.errors.append(message)
         self.out.log(phase, message, level="error")
-
-    def _safe_wrap_up(self, checkout: Checkout) -> None:
-        """After a failure that left the checkout intact: still commit and push the work so far."""
-        try:
-            self._commit(checkout)
-            self._push(checkout)
-        except (GitError, ConfigError) as exc:
-            self._fail(exc)
 
     def _cleanup(self, cleanup: Callable[[], None]) -> None:
         try:
