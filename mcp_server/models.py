@@ -280,6 +280,19 @@ class CancelResult(_Model):
     deleted_pods: list[str]
     message: str
 
+    @classmethod
+    def nothing(cls, task_id: str, environment: str, namespace: str, where: str) -> CancelResult:
+        """The result of cancelling a task that is gone already: `where` says what it has not,
+        e.g. "local run" or "Job in namespace 'x'"."""
+        return cls(
+            task_id=task_id,
+            environment=environment,
+            namespace=namespace,
+            deleted_jobs=[],
+            deleted_pods=[],
+            message=f"task {task_id} has no {where}: nothing to cancel (it is gone already).",
+        )
+
 
 class CleanupItem(_Model):
     task_id: str

@@ -418,14 +418,8 @@ class KubernetesBackend:
     def cancel(self, ref: TaskRef) -> CancelResult:
         job, pods = self._one(ref)
         if job is None:
-            return CancelResult(
-                task_id=ref.task_id,
-                environment=self.environment,
-                namespace=self.namespace,
-                deleted_jobs=[],
-                deleted_pods=[],
-                message=f"task {ref.task_id} has no Job in namespace {self.namespace!r}: "
-                "nothing to cancel (it is gone already).",
+            return CancelResult.nothing(
+                ref.task_id, self.environment, self.namespace, f"Job in namespace {self.namespace!r}"
             )
         name = job["metadata"]["name"]
         pod_names = sorted(p["metadata"]["name"] for p in pods)

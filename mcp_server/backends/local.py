@@ -425,14 +425,7 @@ class LocalBackend:
     def cancel(self, ref: TaskRef) -> CancelResult:
         files = self._one(ref)
         if files is None:
-            return CancelResult(
-                task_id=ref.task_id,
-                environment=self.environment,
-                namespace=self.namespace,
-                deleted_jobs=[],
-                deleted_pods=[],
-                message=f"task {ref.task_id} has no local run: nothing to cancel (it is gone already).",
-            )
+            return CancelResult.nothing(ref.task_id, self.environment, self.namespace, "local run")
         pid = (files.process() or {}).get("pid")
         was_running = files.exit() is None and files.alive()
         if was_running and pid:
