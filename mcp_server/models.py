@@ -127,6 +127,20 @@ class TaskHandle(_Model):
     created: bool = Field(description="False when the task already existed and was returned as is.")
     backend: BackendName = "kubernetes"
 
+    @classmethod
+    def from_status(cls, status: TaskStatus, created: bool = False) -> TaskHandle:
+        """The handle of a task that exists; `created`: this call made it."""
+        return cls(
+            task_id=status.task_id,
+            job=status.job,
+            namespace=status.namespace,
+            environment=status.environment,
+            branch=status.branch or "",
+            base_branch=status.base_branch or "",
+            created=created,
+            backend=status.backend,
+        )
+
 
 class TaskRef(_Model):
     """Which task: its id, and the feature branch when the id exists on several."""

@@ -251,19 +251,7 @@ class RunnerService:
                 )
         for entry in plan:
             if entry.action == "exists":
-                status = existing[entry.task_id]
-                handles.append(
-                    TaskHandle(
-                        task_id=status.task_id,
-                        job=status.job,
-                        namespace=status.namespace,
-                        environment=status.environment,
-                        branch=status.branch or "",
-                        base_branch=base,
-                        created=False,
-                        backend=status.backend,
-                    )
-                )
+                handles.append(TaskHandle.from_status(existing[entry.task_id]))
         counts = {
             action: sum(1 for e in plan if e.action == action) for action in ("spawn", "exists", "wait")
         }

@@ -222,7 +222,7 @@ class LocalBackend:
                 "job": job,
             },
         )
-        return self._handle(job, spec.task_id, spec.task_branch, spec.base_branch, created=True)
+        return self._handle(files, created=True)
 
     def _check_repository(self, base_branch: str) -> None:
         """Refuse, before anything is made, a task the runner could not start: the worktree needs a
@@ -264,19 +264,10 @@ class LocalBackend:
                 f"task {spec.task_id} on {spec.base_branch!r} exists already for another "
                 "repository; cancel it first or use another task id."
             )
-        return self._handle(files.job, spec.task_id, existing.get("task_branch", ""), spec.base_branch, created=False)
+        return self._handle(files, created=False)
 
-    def _handle(self, job: str, task_id: str, branch: str, base: str, created: bool) -> TaskHandle:
-        return TaskHandle(
-            task_id=task_id,
-            job=job,
-            namespace=self.namespace,
-            environment=self.environment,
-            branch=branch,
-            base_branch=base,
-            created=created,
-            backend="local",
-        )
+    def _handle(self, files: TaskFiles, created: bool) -> TaskHandle:
+        return TaskHandle.from_status(self._status(files, last_line=False), created=created)
 
     # -- reading ---------------------------------------------------------------------------------
 
