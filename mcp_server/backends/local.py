@@ -400,13 +400,7 @@ class LocalBackend:
             for line in delivered
         ]
         states = [
-            TaskLogState(
-                task_id=s.task_id,
-                base_branch=s.base_branch,
-                job=s.job,
-                phase=s.phase,
-                finished=s.phase in FINISHED_PHASES and new_positions.get(s.job, StreamPosition()).done,
-            )
+            TaskLogState.from_status(s, drained=new_positions.get(s.job, StreamPosition()).done)
             for s in statuses.values()
         ]
         return LogBatch(lines=out, positions=new_positions, tasks=states, more=more)
@@ -464,14 +458,7 @@ class LocalBackend:
                 status.finished_at is not None and (now - status.finished_at).total_seconds() >= older_than_seconds
             )
             if status.phase in FINISHED_PHASES and old_enough:
-                item = CleanupItem(
-                    task_id=status.task_id,
-                    environment=self.environment,
-                    job=status.job,
-                    phase=status.phase,
-                    finished_at=status.finished_at,
-                )
-                chosen.append((item, files))
+                chosen.append((CleanupItem.from_status(status), files))
             else:
                 kept += 1
         if not dry_run:
