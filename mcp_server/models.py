@@ -332,6 +332,18 @@ class CleanupResult(_Model):
     kept: int = Field(description="Tasks kept: unfinished or younger than the given age.")
     message: str
 
+    @classmethod
+    def of(cls, dry_run: bool, deleted: list[CleanupItem], kept: int, where: str) -> CleanupResult:
+        """The result with its one-line message; `where`, e.g. "environment 'dev'"."""
+        verb = "would delete" if dry_run else "deleted"
+        listing = ", ".join(f"{item.task_id} ({item.phase})" for item in deleted) or "nothing"
+        return cls(
+            dry_run=dry_run,
+            deleted=deleted,
+            kept=kept,
+            message=f"{verb} {len(deleted)} finished task(s) in {where}: {listing}; kept {kept}.",
+        )
+
 
 class PlannedTask(_Model):
     task_id: str

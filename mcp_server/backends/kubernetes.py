@@ -460,15 +460,7 @@ class KubernetesBackend:
                 kept += 1
         if not dry_run:
             chosen = [item for item in chosen if self._delete_job(item.job)]
-        verb = "would delete" if dry_run else "deleted"
-        listing = ", ".join(f"{item.task_id} ({item.phase})" for item in chosen) or "nothing"
-        return CleanupResult(
-            dry_run=dry_run,
-            deleted=chosen,
-            kept=kept,
-            message=f"{verb} {len(chosen)} finished task(s) in environment {self.environment!r}: "
-            f"{listing}; kept {kept}.",
-        )
+        return CleanupResult.of(dry_run, chosen, kept, f"environment {self.environment!r}")
 
 
 def _matches(job: Obj, ref: TaskRef) -> bool:

@@ -464,14 +464,8 @@ class LocalBackend:
         if not dry_run:
             for _item, files in chosen:
                 self._remove(files)
-        verb = "would delete" if dry_run else "deleted"
-        listing = ", ".join(f"{item.task_id} ({item.phase})" for item, _ in chosen) or "nothing"
-        return CleanupResult(
-            dry_run=dry_run,
-            deleted=[item for item, _ in chosen],
-            kept=kept,
-            message=f"{verb} {len(chosen)} finished task(s) in the local environment "
-            f"{self.environment!r}: {listing}; kept {kept}.",
+        return CleanupResult.of(
+            dry_run, [item for item, _ in chosen], kept, f"the local environment {self.environment!r}"
         )
 
 
