@@ -25,6 +25,8 @@ Phase = Literal["pending", "running", "succeeded", "failed", "timed_out", "cance
 PHASES: tuple[str, ...] = ("pending", "running", "succeeded", "failed", "timed_out", "cancelled")
 FINISHED_PHASES = frozenset({"succeeded", "failed", "timed_out", "cancelled"})
 BackendName = Literal["kubernetes", "local"]
+CANCELLING = "Cancelled"
+"""The reason of a task whose cancel is under way: a Job being deleted, a local run being stopped."""
 
 
 def _checked(check: Callable[[str, str], str]) -> AfterValidator:
@@ -176,6 +178,11 @@ class TaskStatus(_Model):
     @property
     def finished(self) -> bool:
         return self.phase in FINISHED_PHASES
+
+    @property
+    def cancelling(self) -> bool:
+        """Its cancel is under way: it goes by itself, and the cancel says so."""
+        return self.phase == "cancelled" and self.reason == CANCELLING
 
 
 class AgentInfo(_Model):

@@ -29,11 +29,13 @@ Contract of each method:
   is gone already gives a result with nothing deleted.
 - `cleanup(older_than_seconds, dry_run)`: delete finished tasks finished longer ago than
   `older_than_seconds` (`None`: all finished ones); with `dry_run` only say what would go.
+  Which tasks it takes is `cleanup_choice`, the same for every backend.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from mcp_server.models import (
@@ -72,3 +74,26 @@ class Backend(Protocol):
     def cancel(self, ref: TaskRef) -> CancelResult: ...
 
     def cleanup(self, older_than_seconds: float | None, dry_run: bool) -> CleanupResult: ...
+
+
+def cleanup_choice(
+    statuses: Iterable[TaskStatus], older_than_seconds: float | None, now: datetime
+) -> tuple[list[TaskStatus], int]:
+    """The tasks a cleanup takes, and how many it keeps.
+
+    It takes every finished task (succeeded, failed, timed out or cancelled) that finished at least
+    `older_than_seconds` before `now` (`None`: every finished one), except a task whose cancel is
+    under way (`TaskStatus.cancelling`: a Job being deleted, a local run being stopped), which goes
+    by itself and is the cancel's to report. It keeps the others: pending, running, younger ones.
+    """
+    chosen: list[TaskStatus] = []
+    kept = 0
+    for status in statuses:
+        old_enough = older_than_seconds is None or (
+            status.finished_at is not None and (now - status.finished_at).total_seconds() >= older_than_seconds
+        )
+        if status.finished and not status.cancelling and old_enough:
+            chosen.append(status)
+        else:
+            kept += 1
+    return chosen, kept

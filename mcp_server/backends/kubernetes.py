@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mcp_server import logs, naming
+from mcp_server.backends.base import cleanup_choice
 from mcp_server.config import EnvironmentSettings, Settings
 from mcp_server.errors import Conflict, InvalidInput, RunnerError, TaskNotFound
 from mcp_server.jobstatus import derive_status, newest, pod_started, pod_terminated
@@ -446,18 +447,9 @@ class KubernetesBackend:
 
     def cleanup(self, older_than_seconds: float | None, dry_run: bool) -> CleanupResult:
         jobs, pods_by_job = self._jobs_and_pods()
-        now = datetime.now(UTC)
-        chosen: list[CleanupItem] = []
-        kept = 0
-        for status in self._statuses(jobs, pods_by_job, last_lines=False):
-            old_enough = older_than_seconds is None or (
-                status.finished_at is not None
-                and (now - status.finished_at).total_seconds() >= older_than_seconds
-            )
-            if status.finished and status.reason != "Cancelled" and old_enough:
-                chosen.append(CleanupItem.from_status(status))
-            else:
-                kept += 1
+        statuses = self._statuses(jobs, pods_by_job, last_lines=False)
+        taken, kept = cleanup_choice(statuses, older_than_seconds, datetime.now(UTC))
+        chosen = [CleanupItem.from_status(status) for status in taken]
         if not dry_run:
             chosen = [item for item in chosen if self._delete_job(item.job)]
         return CleanupResult.of(dry_run, chosen, kept, f"environment {self.environment!r}")

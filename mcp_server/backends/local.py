@@ -10,6 +10,7 @@ Each task has a small state directory `.agentic-sdlc/state/<environment>/<job>/`
     log            the runner's stdout, each line prefixed with an RFC 3339 timestamp
     result.json    the runner's result JSON (AGENTIC_RESULT_FILE)
     exit.json      the runner's exit code and when it ended (written last)
+    cancel.json    while a cancel is under way: the pid and start time of the process cancelling
     opencode.db    the agent's OpenCode session database (OPENCODE_DB)
 
 A task runs under a detached supervisor (`python -m mcp_server.backends.local supervise <dir>`) that
@@ -41,9 +42,11 @@ from pathlib import Path
 from typing import Any
 
 from mcp_server import logs, naming, worktrees
+from mcp_server.backends.base import cleanup_choice
 from mcp_server.config import EnvironmentSettings, Settings
 from mcp_server.errors import ConfigError, Conflict, InvalidInput, TaskNotFound
 from mcp_server.models import (
+    CANCELLING,
     FINISHED_PHASES,
     CancelResult,
     CleanupItem,
@@ -112,6 +115,19 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+def _this_process() -> dict[str, Any]:
+    return {"pid": os.getpid(), "start_time": _start_time(os.getpid())}
+
+
+def _lives(record: Mapping[str, Any] | None) -> bool:
+    """The process a record `{"pid", "start_time"}` names still runs (not a reused pid)."""
+    if not record:
+        return False
+    pid = int(record["pid"])
+    _reap(pid)
+    return _start_time(pid) == record.get("start_time")
+
+
 class TaskFiles:
     """The state directory of one task."""
 
@@ -148,12 +164,12 @@ class TaskFiles:
         return [line.text for line in logs.parse_timestamped(self.job, self.log_body())]
 
     def alive(self) -> bool:
-        proc = self.process()
-        if not proc:
-            return False
-        pid = int(proc["pid"])
-        _reap(pid)
-        return _start_time(pid) == proc.get("start_time")
+        return _lives(self.process())
+
+    def cancelling(self) -> bool:
+        """A cancel is under way: the process that started it still runs (one that died midway
+        leaves a task that is simply finished)."""
+        return _lives(_read_json(self.path / "cancel.json"))
 
 
 class LocalBackend:
@@ -292,9 +308,11 @@ class LocalBackend:
         reason = None
         if exit_info is not None:
             phase = RESULT_PHASES.get(result.status, "failed") if result else "failed"
-            reason = {"timed_out": "DeadlineExceeded", "cancelled": "Cancelled"}.get(phase)
+            reason = "DeadlineExceeded" if phase == "timed_out" else None
             if result is None:
                 reason = "NoResult"
+            if files.cancelling():  # as a Job being deleted: cancelled, whatever the run ended with
+                phase, reason = "cancelled", CANCELLING
         elif alive:
             phase = "running"
         elif files.process() is None:
@@ -413,6 +431,15 @@ class LocalBackend:
             return CancelResult.nothing(ref.task_id, self.environment, self.namespace, "local run")
         pid = (files.process() or {}).get("pid")
         was_running = files.exit() is None and files.alive()
+        with contextlib.suppress(OSError):  # gone meanwhile: the removal below says so
+            _write_json(files.path / "cancel.json", _this_process())
+        try:
+            return self._stop_and_remove(ref, files, pid, was_running)
+        finally:  # a cancel that failed midway is no longer under way
+            with contextlib.suppress(OSError):
+                (files.path / "cancel.json").unlink()
+
+    def _stop_and_remove(self, ref: TaskRef, files: TaskFiles, pid: int | None, was_running: bool) -> CancelResult:
         if was_running and pid:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid), signal.SIGTERM)
@@ -449,23 +476,17 @@ class LocalBackend:
         shutil.rmtree(files.path, ignore_errors=True)
 
     def cleanup(self, older_than_seconds: float | None, dry_run: bool) -> CleanupResult:
-        now = _now()
-        chosen: list[tuple[CleanupItem, TaskFiles]] = []
-        kept = 0
-        for files in self._tasks():
-            status = self._status(files, last_line=False)
-            old_enough = older_than_seconds is None or (
-                status.finished_at is not None and (now - status.finished_at).total_seconds() >= older_than_seconds
-            )
-            if status.phase in FINISHED_PHASES and old_enough:
-                chosen.append((CleanupItem.from_status(status), files))
-            else:
-                kept += 1
+        tasks = {files.job: files for files in self._tasks()}
+        statuses = [self._status(files, last_line=False) for files in tasks.values()]
+        taken, kept = cleanup_choice(statuses, older_than_seconds, _now())
         if not dry_run:
-            for _item, files in chosen:
-                self._remove(files)
+            for status in taken:
+                self._remove(tasks[status.job])
         return CleanupResult.of(
-            dry_run, [item for item, _ in chosen], kept, f"the local environment {self.environment!r}"
+            dry_run,
+            [CleanupItem.from_status(status) for status in taken],
+            kept,
+            f"the local environment {self.environment!r}",
         )
 
 
