@@ -14,7 +14,7 @@ from typing import Any
 
 from mcp_server import naming
 from mcp_server.logs import parse_result, runner_step
-from mcp_server.models import Phase, TaskResult, TaskStatus
+from mcp_server.models import CANCELLING, Phase, TaskResult, TaskStatus
 
 Obj = Mapping[str, Any]
 
@@ -63,7 +63,7 @@ def newest(pods: Sequence[Obj]) -> Obj | None:
 def _phase(job: Obj, pod: Obj | None, result: TaskResult | None) -> tuple[Phase, str | None]:
     conditions = _conditions(job)
     if job["metadata"].get("deletionTimestamp"):
-        return "cancelled", "Cancelled"
+        return "cancelled", CANCELLING  # a cancel under way: the Job is being deleted
     if "Complete" in conditions or "SuccessCriteriaMet" in conditions:
         return "succeeded", None
     failed = conditions.get("Failed") or conditions.get("FailureTarget")

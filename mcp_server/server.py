@@ -235,7 +235,7 @@ def build_server(get_service: ServiceGetter) -> RunnerMCPServer:
         server,
         "cleanup_tasks",
         "Clean up finished tasks",
-        "Delete finished tasks (succeeded, failed, timed out) that finished longer ago than "
+        "Delete finished tasks (succeeded, failed, timed out, cancelled) that finished longer ago than "
         "older_than_minutes, or all finished ones when it is empty. Running and pending tasks are never "
         "touched. With dry_run it lists what it would delete. Pushed branches stay.",
         CleanupRequest,
