@@ -221,7 +221,7 @@ pick_port() {
   free_port
 }
 
-# wait_for NAME SECONDS CMD...: poll CMD until it succeeds, or fail naming the component.
+# wait_for NAME SECONDS CMD...: poll CMD until it succeeds; return 1 when NAME exits or time is up.
 wait_for() {
   local name=$1 timeout=$2
   shift 2
@@ -252,7 +252,10 @@ start_component() {
       save_ports
       continue
     fi
-    fail_component "$name" "$STATE_DIR/logs/$name.log" "did not become ready within ${timeout}s"
+    if is_running "$name"; then
+      fail_component "$name" "$STATE_DIR/logs/$name.log" "did not become ready within ${timeout}s"
+    fi
+    fail_component "$name" "$STATE_DIR/logs/$name.log" "exited before it was ready"
   done
 }
 

@@ -77,7 +77,7 @@ def test_a_component_that_fails_is_named_with_its_log_and_nothing_is_left_runnin
                           "AGENTIC_TESTENV_APISERVER_ARGS": "--no-such-flag"})
     assert proc.returncode == 1
     assert proc.stdout == ""  # nothing to eval
-    assert "testenv: FAILED: kube-apiserver: did not become ready within 60s" in proc.stderr
+    assert "testenv: FAILED: kube-apiserver: exited before it was ready" in proc.stderr
     assert f"last lines of {private_state}/logs/kube-apiserver.log:" in proc.stderr
     assert "unknown flag: --no-such-flag" in proc.stderr
     # etcd had started before the apiserver failed: it is stopped too.
