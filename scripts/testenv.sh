@@ -318,7 +318,11 @@ start_kube-apiserver() {
     --kubelet-certificate-authority "$pki/ca.crt" --kubelet-preferred-address-types InternalIP \
     --profiling=false --watch-cache=true --v=1 ${AGENTIC_TESTENV_APISERVER_ARGS:-} # word-split on purpose
 }
-ready_kube-apiserver() { admin_kubectl get --raw /readyz; }
+# Ready means serving and authorizing: right after a (re)start the RBAC authorizer denies everyone
+# (but system:masters) until its informers have synced, so ask it about a bootstrap binding too.
+ready_kube-apiserver() {
+  admin_kubectl get --raw /readyz && admin_kubectl auth can-i list pods --all-namespaces --as system:kube-scheduler
+}
 
 start_kube-controller-manager() {
   spawn kube-controller-manager "$KUBE_BIN/kube-controller-manager" \
