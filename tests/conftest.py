@@ -12,6 +12,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from tests.support.runner_harness import provision_opencode
 from tests.support.testenv import TestEnv, TestEnvError
 
 
@@ -27,6 +28,15 @@ def testenv() -> Iterator[TestEnv]:
     yield env
     if started and not os.environ.get("AGENTIC_TESTENV_KEEP"):
         TestEnv.down()
+
+
+@pytest.fixture(scope="session")
+def opencode_bin() -> str:
+    """The pinned OpenCode binary (container/opencode.version), provisioned on first use."""
+    try:
+        return provision_opencode()
+    except AssertionError as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture(scope="session")

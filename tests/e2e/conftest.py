@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.git_remotes import BareRemote, make_bare_remote
-from tests.support.runner_harness import RunnerHarness, provision_opencode
+from tests.support.runner_harness import RunnerHarness
 from tests.support.scripted_model import Script, ScriptedModel, Turn, edit, read
 
 TASK_BRANCH = "agentic/001-feature/T001"
@@ -23,14 +23,6 @@ def edit_script(final: str = FINAL_TEXT) -> Script:
         Turn(tool_calls=(edit("README.md", "hello world", "hello agent"),)),
         Turn(text=final),
     ]
-
-
-@pytest.fixture(scope="session")
-def opencode_bin() -> str:
-    try:
-        return provision_opencode()
-    except AssertionError as exc:
-        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture

@@ -15,19 +15,11 @@ import pytest
 
 from mcp_server import naming
 from tests.support.runner_env import FEATURE, Cluster, install_chart, make_repo, server_env
-from tests.support.runner_harness import offline_env, provision_opencode
+from tests.support.runner_harness import offline_env
 from tests.support.scripted_model import ScriptedModel, ToolCall, Turn
 from tests.support.testenv import REPO_ROOT, TestEnv
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def opencode_bin() -> str:
-    try:
-        return provision_opencode()
-    except AssertionError as exc:
-        pytest.fail(str(exc), pytrace=False)
 
 
 def events(stdout: str) -> list[dict[str, Any]]:
