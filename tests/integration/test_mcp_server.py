@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import re
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,6 +33,9 @@ from tests.support.runner_env import (
 from tests.support.testenv import REPO_ROOT, TestEnv
 
 pytestmark = pytest.mark.integration
+
+# A token-shaped value made per run (a GitHub token is ghp_ + 36 characters).
+FAKE_GITHUB_TOKEN = "ghp_" + secrets.token_hex(18)
 
 SNAPSHOT = REPO_ROOT / "tests" / "support" / "snapshots" / "mcp_tools.json"
 
@@ -539,7 +543,7 @@ ALLOWED_PATH = "allowed: a path of a file inside the repository, relative to its
             f"{naming.REPO_ALLOWED}.",
         ),
         (
-            {"repo": "https://ghp_abcdefghijklmnopqrstuvwxyz0123456789@github.com/org/repo.git"},
+            {"repo": f"https://{FAKE_GITHUB_TOKEN}@github.com/org/repo.git"},
             f"invalid repo: it contains embedded credentials (user:password@ or token@); allowed: "
             f"{naming.REPO_ALLOWED}.",
         ),
@@ -569,7 +573,7 @@ async def test_bad_spawn_input_is_refused_and_creates_nothing(
     async with connect(world.env()) as mcp:
         result = await mcp.call("spawn_task_pod", {**spawn_args("T002"), **arguments})
     assert result.error == f"Error executing tool spawn_task_pod: {message}"
-    for secret in ("hunter2", "ghp_abcdefghij"):
+    for secret in ("hunter2", FAKE_GITHUB_TOKEN[:14]):
         assert secret not in result.error
     assert world.cluster.jobs() == []
 

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
+
+import pytest
 
 from mcp_server.runner.redact import REDACTED, Redactor, secret_env_names
 
-KEY = (
-    "-----BEGIN OPENSSH PRIVATE KEY-----\n"
-    "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAE\nbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n"
-    "-----END OPENSSH PRIVATE KEY-----\n"
-)
+
+@pytest.fixture
+def ssh_key(tmp_path: Path) -> str:
+    """A private key made for this test (multi-line, as a mounted ssh-privatekey is)."""
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    return key.read_text()
 
 
 def test_secret_names_from_the_environment() -> None:
@@ -42,12 +48,12 @@ def test_secret_names_from_the_environment() -> None:
     )
 
 
-def test_values_and_their_json_forms_and_lines_are_redacted() -> None:
-    redact = Redactor(["tok-1234567890", 'pa"ss\\word', KEY])
+def test_values_and_their_json_forms_and_lines_are_redacted(ssh_key: str) -> None:
+    redact = Redactor(["tok-1234567890", 'pa"ss\\word', ssh_key])
     assert redact("token tok-1234567890 here") == f"token {REDACTED} here"
     assert redact(json.dumps({"out": 'x pa"ss\\word y'})) == json.dumps({"out": f"x {REDACTED} y"})
-    assert redact(json.dumps({"key": KEY})) == json.dumps({"key": REDACTED + "\n"})
-    one_line = KEY.splitlines()[1]
+    assert redact(json.dumps({"key": ssh_key})) == json.dumps({"key": REDACTED + "\n"})
+    one_line = ssh_key.splitlines()[1]
     assert redact(f"leaked {one_line}") == f"leaked {REDACTED}"
 
 
