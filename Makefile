@@ -50,7 +50,7 @@ opencode: deps
 
 # The agent image, built with podman on a locally made Debian base (cached), then smoke-run.
 image: deps
-	@scripts/build-image.sh
+	@scripts/build-image.sh $(if $(AGENTIC_TEST_IMAGE_TAG),localhost/agentic-sdlc-agent-runner:$(AGENTIC_TEST_IMAGE_TAG))
 
 test-unit: install
 	$(PY) -m pytest $(PYTEST_ARGS) tests/unit

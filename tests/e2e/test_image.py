@@ -11,6 +11,7 @@ finishes with it), and the server reads the result from there."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -29,8 +30,10 @@ from tests.support.testenv import TestEnv
 
 pytestmark = pytest.mark.e2e
 
+# AGENTIC_TEST_IMAGE_TAG lets parallel checkouts on one machine build and test their own image.
 IMAGE_REPOSITORY = "localhost/agentic-sdlc-agent-runner"
-IMAGE = f"{IMAGE_REPOSITORY}:dev"
+IMAGE_TAG = os.environ.get("AGENTIC_TEST_IMAGE_TAG") or "dev"
+IMAGE = f"{IMAGE_REPOSITORY}:{IMAGE_TAG}"
 CONTAINERS_CONF = REPO_ROOT / "container" / "containers.conf"
 
 
@@ -61,7 +64,7 @@ def test_the_task_runs_in_the_image_as_the_cluster_would_run_it(
             testenv,
             namespace,
             {
-                "image": {"repository": IMAGE_REPOSITORY, "tag": "dev", "pullPolicy": "Never"},
+                "image": {"repository": IMAGE_REPOSITORY, "tag": IMAGE_TAG, "pullPolicy": "Never"},
                 "externalSecrets": {"enabled": False},
                 "existingSecret": {"llm": "llm"},
                 "opencode": {"model": model.model},
