@@ -1,42 +1,35 @@
-"""Log relay: positions and cursors, no loss and no duplicates, result/step lines, stern-like prefixes.
+"""Positions in log streams: no line lost, none repeated, whatever happens between two reads.
 
-A stream (one pod's `agent` container) is read with timestamps. Its position is the timestamp of the
-last delivered line plus how many lines carrying exactly that timestamp were delivered, so a re-read
-from that timestamp (the API server's `sinceTime` is only second-precise) skips exactly what was
-delivered, whatever happened in between (an API server restart, a new MCP server process).
-The cursor handed to clients is these positions as base64 JSON.
+A stream (one pod's `agent` container, one local run's log file) is read with timestamps. Its
+position is the timestamp of the last delivered line plus how many lines carrying exactly that
+timestamp were delivered, so a re-read from that timestamp (the API server's `sinceTime` is only
+second-precise) skips exactly what was delivered, whatever happened in between (an API server
+restart, a new MCP server process). A stream that is a file also keeps the byte offset after the
+last delivered line (`StreamPosition.offset`), so it is read from there rather than from the start.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from pydantic import ValidationError
-
-from mcp_server.errors import InvalidInput
-from mcp_server.models import LogLine, StreamPosition, TaskResult
-from mcp_server.naming import RESULT_MARKER
-
-CURSOR_VERSION = 1
-CURSOR_ALLOWED = "the `cursor` of a previous stream_task_logs result for the same environment, or empty"
+from mcp_server.models import StreamPosition
 
 _TS_RE = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)")
 
 
 @dataclass(frozen=True)
 class RawLine:
-    """One line of a stream with its timestamp (None for streams without timestamps)."""
+    """One line of a stream with its timestamp (None for streams without timestamps) and, for a
+    stream that is a file, the byte offset just after it."""
 
     stream: str
     time: str | None
     nanos: int
     text: str
+    end: int | None = None
 
 
 def ts_nanos(stamp: str) -> int:
@@ -56,26 +49,35 @@ def since_time(stamp: str) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def parse_timestamped(stream: str, body: str, truncated: bool = False) -> list[RawLine]:
+def parse_timestamped(
+    stream: str, body: str, truncated: bool = False, offset: int | None = None
+) -> list[RawLine]:
     """Lines of a `timestamps=true` log body. With `truncated`, a last line without newline is dropped
-    (it may be cut); it is read again next time."""
+    (it may be cut); it is read again next time. `offset`: the body was read from this byte offset
+    of a file; each line then carries the offset just after it (a file's unfinished last line is
+    dropped like a cut one: it is read again, whole, next time)."""
     chunks = body.split("\n")
     tail = chunks.pop()  # "" when the body ends with a newline
-    if tail and not truncated:
+    if tail and not truncated and offset is None:
         chunks.append(tail)
     lines: list[RawLine] = []
+    end = offset
     for chunk in chunks:
+        if end is not None:
+            end += len(chunk.encode("utf-8")) + 1
         stamp, _, text = chunk.partition(" ")
         try:
             nanos = ts_nanos(stamp)
         except ValueError:
             continue  # not a log line (an API server message inside the body)
-        lines.append(RawLine(stream, stamp, nanos, text.rstrip("\r")))
+        lines.append(RawLine(stream, stamp, nanos, text.rstrip("\r"), end))
     return lines
 
 
 def after_position(lines: Sequence[RawLine], position: StreamPosition) -> list[RawLine]:
     """The lines of a stream that come after `position` (they are in stream order)."""
+    if position.offset is not None and all(line.end is not None for line in lines):
+        return [line for line in lines if line.end is not None and line.end > position.offset]
     if position.after is None:
         return list(lines[position.count :])
     mark = ts_nanos(position.after)
@@ -96,13 +98,14 @@ def advance(position: StreamPosition, delivered: Sequence[RawLine], done: bool =
     """The position after delivering `delivered` (stream order) from `position`."""
     if not delivered:
         return position.model_copy(update={"done": done or position.done})
-    if delivered[-1].time is None:
-        return StreamPosition(after=None, count=position.count + len(delivered), done=done)
     last = delivered[-1]
+    offset = last.end if last.end is not None else position.offset
+    if last.time is None:
+        return StreamPosition(after=None, count=position.count + len(delivered), done=done, offset=offset)
     same = sum(1 for line in delivered if line.nanos == last.nanos)
     if position.after is not None and ts_nanos(position.after) == last.nanos:
         same += position.count
-    return StreamPosition(after=last.time, count=same, done=done)
+    return StreamPosition(after=last.time, count=same, done=done, offset=offset)
 
 
 def merge_streams(streams: Mapping[str, Sequence[RawLine]], max_lines: int) -> tuple[list[RawLine], bool]:
@@ -110,107 +113,3 @@ def merge_streams(streams: Mapping[str, Sequence[RawLine]], max_lines: int) -> t
     Returns them and whether some were left for later."""
     merged = sorted((line for lines in streams.values() for line in lines), key=lambda line: line.nanos)
     return merged[:max_lines], len(merged) > max_lines
-
-
-# -- cursor ------------------------------------------------------------------------------------
-
-
-def encode_cursor(environment: str, positions: Mapping[str, StreamPosition]) -> str:
-    data = {
-        "v": CURSOR_VERSION,
-        "e": environment,
-        "p": {key: [pos.after, pos.count, int(pos.done)] for key, pos in sorted(positions.items())},
-    }
-    raw = json.dumps(data, separators=(",", ":")).encode("utf-8")
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
-
-
-def decode_cursor(cursor: str | None, environment: str) -> dict[str, StreamPosition]:
-    if not cursor:
-        return {}
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        data = json.loads(raw)
-        if not isinstance(data, dict) or data.get("v") != CURSOR_VERSION:
-            raise ValueError("unknown cursor version")
-        entries = data["p"]
-        positions = {
-            str(key): StreamPosition(after=value[0], count=int(value[1]), done=bool(value[2]))
-            for key, value in entries.items()
-        }
-        for pos in positions.values():
-            if pos.after is not None:
-                ts_nanos(pos.after)
-    except (binascii.Error, ValueError, KeyError, TypeError, IndexError, AttributeError, ValidationError):
-        raise InvalidInput(
-            "cursor", "it is not a cursor returned by stream_task_logs", CURSOR_ALLOWED
-        ) from None
-    if data.get("e") != environment:
-        raise InvalidInput(
-            "cursor", f"it belongs to environment {data.get('e')!r}, not {environment!r}", CURSOR_ALLOWED
-        )
-    return positions
-
-
-# -- what lines mean ---------------------------------------------------------------------------
-
-
-def runner_step(text: str) -> str | None:
-    """The `phase` of one of the runner's own JSON lines (setup, clone, ..., done), else None."""
-    if not text.startswith("{"):
-        return None
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return None
-    if isinstance(data, dict) and isinstance(data.get("phase"), str) and "msg" in data:
-        return data["phase"]
-    return None
-
-
-def parse_result(text: str | None) -> TaskResult | None:
-    """The runner's result JSON (termination message or the text after the log marker), tolerantly."""
-    if not text:
-        return None
-    text = text.strip()
-    if text.startswith(RESULT_MARKER.strip()):
-        text = text[len(RESULT_MARKER.strip()) :].strip()
-    try:
-        data = json.loads(text)
-        if not isinstance(data, dict):
-            return None
-        # Keys a newer runner may add are ignored; the contract's own fields must be valid.
-        return TaskResult.model_validate({k: v for k, v in data.items() if k in TaskResult.model_fields})
-    except (ValueError, ValidationError):
-        return None
-
-
-def result_from_lines(texts: Iterable[str]) -> TaskResult | None:
-    """The last `AGENTIC_RESULT: {...}` line of a log, parsed."""
-    found = None
-    for text in texts:
-        if text.startswith(RESULT_MARKER):
-            found = parse_result(text[len(RESULT_MARKER) :]) or found
-    return found
-
-
-# -- human output (stern-like) -----------------------------------------------------------------
-
-_COLORS = (36, 33, 32, 35, 34, 31, 96, 93, 92, 95, 94, 91)
-
-
-class Prefixer:
-    """A coloured `[T012] ` prefix per task; a task keeps its colour for the whole stream."""
-
-    def __init__(self, color: bool) -> None:
-        self.color = color
-        self._assigned: dict[str, int] = {}
-
-    def prefix(self, task_id: str) -> str:
-        if not self.color:
-            return f"[{task_id}] "
-        code = self._assigned.setdefault(task_id, _COLORS[len(self._assigned) % len(_COLORS)])
-        return f"\x1b[{code}m[{task_id}]\x1b[0m "
-
-    def format(self, line: LogLine) -> str:
-        return self.prefix(line.task_id) + line.text
