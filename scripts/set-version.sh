@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Sets the one version everywhere it is written, then refreshes the releases' vendored chart:
+#   scripts/set-version.sh X.Y.Z[-pre]
+#
+# mcp_server/__init__.py (__version__: the package, `agentic-runner --version`, the MCP serverInfo,
+# the image's org.opencontainers.image.version), chart/Chart.yaml (version, appVersion), and for each
+# release releases/*/Chart.yaml (version, appVersion, the chart dependency's version), values.yaml
+# (image.tag) and charts/ + Chart.lock (`helm dependency update`, with $HELM or `helm` on PATH).
+# tests/unit/test_versions.py fails when any of them drifts. CHANGELOG.md gets its section by hand.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+HELM=${HELM:-helm}
+new=${1:-}
+
+die() { printf 'set-version: %s\n' "$*" >&2; exit 1; }
+# SemVer 2 without build metadata: what both PEP 440 (normalised) and Helm accept as the same string.
+[[ $new =~ ^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-(a|b|rc)(0|[1-9][0-9]*))?$ ]] \
+  || die "version '$new' is not X.Y.Z or X.Y.Z-{a,b,rc}N (usage: scripts/set-version.sh X.Y.Z)"
+pep440=${new/-/}
+[[ $new == "$pep440" ]] || die "pre-releases are not supported yet: '$new' is '$pep440' for Python but '$new' for Helm"
+command -v "$HELM" >/dev/null || die "helm not found (set HELM=/path/to/helm; scripts/testenv.sh build makes one)"
+
+# replace FILE SED-EXPRESSION EXPECTED: apply, then fail unless a line matches EXPECTED.
+replace() {
+  sed -i -E "$2" "$1"
+  grep -qE "$3" "$1" || die "$1 has no line to change ($2)"
+}
+
+replace "$ROOT/mcp_server/__init__.py" "s/^__version__ = \"[^\"]*\"$/__version__ = \"$new\"/" "^__version__ = \"$new\"$"
+replace "$ROOT/chart/Chart.yaml" "s/^version: .*/version: $new/" "^version: $new$"
+replace "$ROOT/chart/Chart.yaml" "s/^appVersion: .*/appVersion: \"$new\"/" "^appVersion: \"$new\"$"
+for rel in "$ROOT"/releases/*/; do
+  replace "$rel/Chart.yaml" "s/^version: .*/version: $new/" "^version: $new$"
+  replace "$rel/Chart.yaml" "s/^appVersion: .*/appVersion: \"$new\"/" "^appVersion: \"$new\"$"
+  replace "$rel/Chart.yaml" "s/^    version: .*/    version: $new/" "^    version: $new$"
+  replace "$rel/values.yaml" "s/^    tag: .*/    tag: \"$new\"/" "^    tag: \"$new\"$"
+  rm -f "$rel"/charts/*.tgz
+  "$HELM" dependency update --skip-refresh "$rel" >/dev/null
+done
+printf 'set-version: %s everywhere; add its section to CHANGELOG.md\n' "$new" >&2
