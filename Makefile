@@ -40,7 +40,7 @@ install: $(STAMP)
 $(WHEELHOUSE)/.complete: $(STAMP)
 	rm -rf $(WHEELHOUSE)
 	$(PY) -m pip wheel --quiet --wheel-dir $(WHEELHOUSE) 'setuptools>=77' pip .
-	rm -f $(WHEELHOUSE)/agentic_sdlc_agent_runner-*
+	rm -rf $(WHEELHOUSE)/agentic_sdlc_agent_runner-* build
 	touch $@
 
 wheelhouse: $(WHEELHOUSE)/.complete
