@@ -2,6 +2,7 @@
 #   make install       .venv with the package (editable) and its test dependencies
 #   make dist          the sdist and the wheel (python -m build) and the chart packages, into dist/
 #   make wheelhouse    the package's dependencies as wheels (.venv/wheelhouse) for the offline install tests
+#   make registry      the pinned OCI registry (.venv/bin/registry) for the chart push test
 #   make runner-requirements  recompile container/requirements-runner.txt (pinned, hashed) from its .in
 #   make test          everything: lint, unit, integration (starts the test control plane), e2e
 #   make testenv       start the test control plane; prints the env lines to eval
@@ -22,7 +23,7 @@ HELM ?= helm
 WORKFLOWS := $(wildcard .github/workflows/*.yml)
 
 .PHONY: help install deps lint lint-workflows image opencode test test-unit test-integration testenv testenv-build \
-	testenv-down bench clean dist wheelhouse runner-requirements
+	testenv-down bench clean dist wheelhouse runner-requirements registry
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -68,12 +69,16 @@ lint: install lint-workflows
 # The GitHub workflows: actionlint (syntax, expressions, shellcheck of run: scripts) and zizmor
 # (security: injection, permissions, pinning, credentials). WORKFLOWS= lints other files.
 lint-workflows: install
-	@scripts/install-actionlint.sh $(VENV)/bin >/dev/null
+	@scripts/install-go-tool.sh actionlint $(VENV)/bin >/dev/null
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/actionlint $(WORKFLOWS)
 	$(VENV)/bin/zizmor --offline --no-progress $(WORKFLOWS)
 
-test: install deps lint testenv-build opencode image wheelhouse
+test: install deps lint testenv-build opencode image wheelhouse registry
 	$(PY) -m pytest $(PYTEST_ARGS) tests
+
+# The OCI registry the chart push test runs on 127.0.0.1 (built once from its Go module, cached).
+registry: install
+	@scripts/install-go-tool.sh registry $(VENV)/bin >/dev/null
 
 # The control plane's pinned binaries, built once and cached (minutes on a fresh machine).
 testenv-build:

@@ -5,7 +5,8 @@
 # mcp_server/__init__.py (__version__: the package, `agentic-runner --version`, the MCP serverInfo,
 # the image's org.opencontainers.image.version), chart/Chart.yaml (version, appVersion), and for each
 # release releases/*/Chart.yaml (version, appVersion, the chart dependency's version), values.yaml
-# (image.tag) and charts/ + Chart.lock (`helm dependency update`, with $HELM or `helm` on PATH).
+# (image.tag) and charts/ + Chart.lock (`helm dependency update`, with $HELM or `helm` on PATH), and the
+# versions in the install commands of README.md and releases/README.md.
 # tests/unit/test_versions.py fails when any of them drifts. CHANGELOG.md gets its section by hand.
 set -euo pipefail
 
@@ -37,5 +38,9 @@ for rel in "$ROOT"/releases/*/; do
   replace "$rel/values.yaml" "s/^    tag: .*/    tag: \"$new\"/" "^    tag: \"$new\"$"
   rm -f "$rel"/charts/*.tgz
   "$HELM" dependency update --skip-refresh "$rel" >/dev/null
+done
+# The documented `helm upgrade --install ... oci://... --version X` and `@vX` install commands.
+for doc in "$ROOT/README.md" "$ROOT/releases/README.md"; do
+  sed -i -E "s/(oci:\/\/[^ ]+ --version )[0-9][^ ]*/\1$new/g; s/(agentic-sdlc-agent-runner(\.git)?@v)[0-9][0-9.]*[0-9]/\1$new/g" "$doc"
 done
 printf 'set-version: %s everywhere; add its section to CHANGELOG.md\n' "$new" >&2

@@ -25,11 +25,11 @@ from tests.conftest import wait_until
 from tests.e2e.conftest import FINAL_TEXT, TASK_BRANCH, edit_script
 from tests.support.git_remotes import BASE_BRANCH, BareRemote, git, git_daemon
 from tests.support.pod_podman import decode_secret, run_pod
+from tests.support.release import pinned_runner_requirements
 from tests.support.runner_env import Cluster, install_chart, server_env
 from tests.support.runner_harness import REPO_ROOT, SCRIPTED_API_KEY
 from tests.support.scripted_model import ScriptedModel
 from tests.support.testenv import TestEnv
-from tests.unit.test_runner_requirements import pinned
 
 pytestmark = pytest.mark.e2e
 
@@ -73,7 +73,8 @@ def test_the_image_holds_the_runner_and_its_requirements_only(agent_image: str) 
     proc = in_image(agent_image, "/opt/agentic-runner/bin/python", "-c", probe)
     assert proc.returncode == 0, proc.stderr
     distributions, importable = json.loads(proc.stdout)
-    assert sorted(canonicalize_name(d) for d in distributions) == sorted([*pinned(), "agentic-sdlc-agent-runner"])
+    expected = [*pinned_runner_requirements(), "agentic-sdlc-agent-runner"]
+    assert sorted(canonicalize_name(d) for d in distributions) == sorted(expected)
     assert importable == []
     listing = in_image(agent_image, "/bin/sh", "-c",
                        "ls /opt/agentic-runner/bin; dpkg-query -W perl perl-modules-5.36 2>&1; git --version")

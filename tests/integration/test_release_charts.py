@@ -9,6 +9,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mcp_server import __version__
 from tests.support.chart import (
@@ -21,23 +22,17 @@ from tests.support.chart import (
     release_name,
     release_namespace,
 )
-from tests.support.testenv import REPO_ROOT, TestEnv
+from tests.support.release import PACKAGE_SCRIPT, package_charts
+from tests.support.testenv import TestEnv
 
 pytestmark = pytest.mark.integration
 
-PACKAGE_SCRIPT = REPO_ROOT / "scripts" / "package-charts.sh"
 PUBLISHED = "ghcr.io/agentic-sdlc/agentic-sdlc-agent-runner"
 
 
 @pytest.fixture(scope="module")
 def helm(testenv: TestEnv) -> Helm:
     return Helm.for_testenv(testenv)
-
-
-def package_charts(helm: Helm, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**helm.testenv.environ(), "HELM": str(helm.testenv.bin_dir / "helm")}
-    return subprocess.run([str(PACKAGE_SCRIPT), *args], env=env, cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=300)
 
 
 def expected_packages() -> list[str]:
@@ -85,7 +80,10 @@ def test_each_release_package_carries_the_chart_and_not_the_argocd_application(
         packages: dict[str, Path], env: str) -> None:
     with tarfile.open(packages[release_name(env)]) as tgz:
         names = set(tgz.getnames())
-    assert f"{release_name(env)}/charts/{CHART_NAME}-{__version__}.tgz" in names
+        member = tgz.extractfile(f"{release_name(env)}/charts/{CHART_NAME}/Chart.yaml")
+        assert member is not None
+        vendored = yaml.safe_load(member.read())
+    assert (vendored["name"], vendored["version"], vendored["appVersion"]) == (CHART_NAME, __version__, __version__)
     assert f"{release_name(env)}/Chart.lock" in names
     assert not [n for n in names if n.endswith("argocd.yaml")]
 

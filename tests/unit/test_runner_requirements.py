@@ -14,10 +14,11 @@ import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from tests.support.release import REQUIREMENTS_TXT
+from tests.support.release import pinned_runner_requirements as pinned
 from tests.support.testenv import REPO_ROOT
 
 REQUIREMENTS_IN = REPO_ROOT / "container" / "requirements-runner.in"
-REQUIREMENTS_TXT = REPO_ROOT / "container" / "requirements-runner.txt"
 PROJECT = "agentic-sdlc-agent-runner"
 
 # Import every module of mcp_server.runner in a fresh interpreter and name the distributions whose
@@ -39,11 +40,6 @@ def runner_distributions() -> set[str]:
     out = subprocess.run([sys.executable, "-c", IMPORTED_DISTRIBUTIONS], capture_output=True, text=True,
                          check=True, cwd=REPO_ROOT).stdout
     return {canonicalize_name(d) for d in json.loads(out)} - {PROJECT}
-
-
-def pinned() -> dict[str, str]:
-    text = REQUIREMENTS_TXT.read_text(encoding="utf-8")
-    return {canonicalize_name(m[0]): m[1] for m in re.findall(r"^([A-Za-z0-9_.-]+)==(\S+) \\$", text, re.MULTILINE)}
 
 
 def test_the_runner_imports_only_pinned_distributions() -> None:
