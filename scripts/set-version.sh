@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets the one version everywhere it is written, then refreshes the releases' vendored chart:
-#   scripts/set-version.sh X.Y.Z[-pre]
+#   scripts/set-version.sh X.Y.Z
 #
 # mcp_server/__init__.py (__version__: the package, `agentic-runner --version`, the MCP serverInfo,
 # the image's org.opencontainers.image.version), chart/Chart.yaml (version, appVersion), and for each
@@ -15,11 +15,10 @@ HELM=${HELM:-helm}
 new=${1:-}
 
 die() { printf 'set-version: %s\n' "$*" >&2; exit 1; }
-# SemVer 2 without build metadata: what both PEP 440 (normalised) and Helm accept as the same string.
-[[ $new =~ ^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-(a|b|rc)(0|[1-9][0-9]*))?$ ]] \
-  || die "version '$new' is not X.Y.Z or X.Y.Z-{a,b,rc}N (usage: scripts/set-version.sh X.Y.Z)"
-pep440=${new/-/}
-[[ $new == "$pep440" ]] || die "pre-releases are not supported yet: '$new' is '$pep440' for Python but '$new' for Helm"
+# X.Y.Z: the one form that PEP 440 (Python), SemVer (Helm) and the image tag all write alike
+# (a pre-release is 1.0.0rc1 for Python but 1.0.0-rc1 for Helm).
+[[ $new =~ ^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$ ]] \
+  || die "version '$new' is not X.Y.Z (digits, no leading zeros, no pre-release; usage: scripts/set-version.sh X.Y.Z)"
 command -v "$HELM" >/dev/null || die "helm not found (set HELM=/path/to/helm; scripts/testenv.sh build makes one)"
 
 # replace FILE SED-EXPRESSION EXPECTED: apply, then fail unless a line matches EXPECTED.

@@ -4,6 +4,7 @@ image of the same version: ghcr.io/<org>/agentic-sdlc-agent-runner:<version>, th
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import tarfile
 from pathlib import Path
@@ -23,7 +24,7 @@ from tests.support.chart import (
     release_namespace,
 )
 from tests.support.release import PACKAGE_SCRIPT, package_charts
-from tests.support.testenv import TestEnv
+from tests.support.testenv import REPO_ROOT, TestEnv
 
 pytestmark = pytest.mark.integration
 
@@ -125,3 +126,56 @@ def test_bad_usage_is_refused(helm: Helm, tmp_path: Path, args: list[str], messa
     proc = subprocess.run([str(PACKAGE_SCRIPT), *args], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 2 and message in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+# -- scripts/set-version.sh ---------------------------------------------------------------------
+
+SET_VERSION_FILES = ("mcp_server/__init__.py", "chart", "releases", "README.md", "scripts/set-version.sh")
+
+
+def copy_for_set_version(dest: Path) -> Path:
+    for name in SET_VERSION_FILES:
+        src = REPO_ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name)
+        else:
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def set_version(helm: Helm, root: Path, version: str) -> subprocess.CompletedProcess[str]:
+    env = {**helm.testenv.environ(), "HELM": str(helm.testenv.bin_dir / "helm")}
+    return subprocess.run([str(root / "scripts" / "set-version.sh"), version], env=env, cwd=root,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_set_version_writes_the_version_everywhere_and_refreshes_the_vendored_chart(
+        helm: Helm, tmp_path: Path) -> None:
+    root = copy_for_set_version(tmp_path / "repo")
+    proc = set_version(helm, root, "9.8.7")
+    assert proc.returncode == 0, proc.stderr
+    assert '__version__ = "9.8.7"' in (root / "mcp_server" / "__init__.py").read_text()
+    chart = yaml.safe_load((root / "chart" / "Chart.yaml").read_text())
+    assert (chart["version"], chart["appVersion"]) == ("9.8.7", "9.8.7")
+    for env in ENVIRONMENTS:
+        rel = root / "releases" / release_name(env)
+        meta = yaml.safe_load((rel / "Chart.yaml").read_text())
+        assert (meta["version"], meta["appVersion"], meta["dependencies"][0]["version"]) == ("9.8.7",) * 3
+        assert yaml.safe_load((rel / "values.yaml").read_text())[CHART_NAME]["image"]["tag"] == "9.8.7"
+        assert sorted(p.name for p in (rel / "charts").iterdir()) == [f"{CHART_NAME}-9.8.7.tgz"]
+        assert yaml.safe_load((rel / "Chart.lock").read_text())["dependencies"][0]["version"] == "9.8.7"
+        assert helm.run("template", "t", str(rel), "--kube-version", helm.kube_version).returncode == 0
+    docs = (root / "releases" / "README.md").read_text()
+    assert "--version 9.8.7 -n agent-runner-prod" in docs and f"--version {__version__} " not in docs
+
+
+@pytest.mark.parametrize("version", ["1.2", "v1.2.3", "1.2.3.4", "01.2.3", "1.2.3-beta", "1.2.3-rc1", ""])
+def test_set_version_refuses_a_bad_version_and_changes_nothing(helm: Helm, tmp_path: Path, version: str) -> None:
+    root = copy_for_set_version(tmp_path / "repo")
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    proc = set_version(helm, root, version)
+    assert proc.returncode == 1
+    assert proc.stderr == (f"set-version: version '{version}' is not X.Y.Z (digits, no leading zeros, no "
+                           "pre-release; usage: scripts/set-version.sh X.Y.Z)\n")
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
