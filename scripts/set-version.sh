@@ -27,6 +27,8 @@ replace() {
   grep -qE "$3" "$1" || die "$1 has no line to change ($2)"
 }
 
+old=$(sed -nE 's/^__version__ = "([^"]+)"$/\1/p' "$ROOT/mcp_server/__init__.py")
+[[ -n $old ]] || die "mcp_server/__init__.py has no line '__version__ = \"X.Y.Z\"'"
 replace "$ROOT/mcp_server/__init__.py" "s/^__version__ = \"[^\"]*\"$/__version__ = \"$new\"/" "^__version__ = \"$new\"$"
 replace "$ROOT/chart/Chart.yaml" "s/^version: .*/version: $new/" "^version: $new$"
 replace "$ROOT/chart/Chart.yaml" "s/^appVersion: .*/appVersion: \"$new\"/" "^appVersion: \"$new\"$"
@@ -38,8 +40,8 @@ for rel in "$ROOT"/releases/*/; do
   rm -f "$rel"/charts/*.tgz
   "$HELM" dependency update --skip-refresh "$rel" >/dev/null
 done
-# The documented `helm upgrade --install ... oci://... --version X` and `@vX` install commands.
+# The install commands of the docs (git tag, wheel name, oci:// --version, image tag) name the version.
 for doc in "$ROOT/README.md" "$ROOT/releases/README.md"; do
-  sed -i -E "s/(oci:\/\/[^ ]+ --version )[0-9][^ ]*/\1$new/g; s/(agentic-sdlc-agent-runner(\.git)?@v)[0-9][0-9.]*[0-9]/\1$new/g" "$doc"
+  sed -i -E "s/(^|[^0-9.])${old//./\\.}([^0-9.]|\.[^0-9]|\.?$)/\1$new\2/g" "$doc"
 done
 printf 'set-version: %s everywhere; add its section to CHANGELOG.md\n' "$new" >&2

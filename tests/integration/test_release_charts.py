@@ -167,7 +167,12 @@ def test_set_version_writes_the_version_everywhere_and_refreshes_the_vendored_ch
         assert yaml.safe_load((rel / "Chart.lock").read_text())["dependencies"][0]["version"] == "9.8.7"
         assert helm.run("template", "t", str(rel), "--kube-version", helm.kube_version).returncode == 0
     docs = (root / "releases" / "README.md").read_text()
-    assert "--version 9.8.7 -n agent-runner-prod" in docs and f"--version {__version__} " not in docs
+    assert "--version 9.8.7 -n agent-runner-prod" in docs and __version__ not in docs
+    readme = (root / "README.md").read_text()
+    for written in ("runner@v9.8.7\n", "agentic_sdlc_agent_runner-9.8.7-py3-none-any.whl", "--version 9.8.7 -n",
+                    "agentic-sdlc-agent-runner:9.8.7`", "# agentic-runner 9.8.7\n"):
+        assert written in readme
+    assert __version__ not in readme
 
 
 @pytest.mark.parametrize("version", ["1.2", "v1.2.3", "1.2.3.4", "01.2.3", "1.2.3-beta", "1.2.3-rc1", ""])
