@@ -1,5 +1,9 @@
 # Agentic SDLC Agent Runner — developer entry points.
 #   make install       .venv with the package (editable) and its test dependencies
+#   make dist          the sdist and the wheel (python -m build) and the chart packages, into dist/
+#   make wheelhouse    the package's dependencies as wheels (.venv/wheelhouse) for the offline install tests
+#   make registry      the pinned OCI registry (.venv/bin/registry) for the chart push test
+#   make runner-requirements  recompile container/requirements-runner.txt (pinned, hashed) from its .in
 #   make test          everything: lint, unit, integration (starts the test control plane), e2e
 #   make testenv       start the test control plane; prints the env lines to eval
 #   make testenv-down  stop it
@@ -13,14 +17,18 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+WHEELHOUSE := $(VENV)/wheelhouse
 PYTEST_ARGS ?=
+HELM ?= helm
+WORKFLOWS := $(wildcard .github/workflows/*.yml)
 
-.PHONY: help install deps lint image opencode test test-unit test-integration testenv testenv-build testenv-down bench clean
+.PHONY: help install deps lint lint-workflows image opencode test test-unit test-integration testenv testenv-build \
+	testenv-down bench clean dist wheelhouse runner-requirements registry
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml mcp_server/__init__.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
@@ -28,17 +36,49 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Wheels of the build backend and of every dependency, so tests/e2e/test_package.py builds and installs
+# the package with no index (the package's own wheel is left out: the test builds it).
+$(WHEELHOUSE)/.complete: $(STAMP)
+	rm -rf $(WHEELHOUSE)
+	$(PY) -m pip wheel --quiet --wheel-dir $(WHEELHOUSE) 'setuptools>=77' pip .
+	rm -rf $(WHEELHOUSE)/agentic_sdlc_agent_runner-* build
+	touch $@
+
+wheelhouse: $(WHEELHOUSE)/.complete
+
+# The release artifacts as the pipeline makes them: sdist, wheel and the chart packages (needs helm).
+dist: install
+	rm -rf dist
+	$(PY) -m build --outdir dist .
+	HELM=$(HELM) scripts/package-charts.sh dist/charts
+
+runner-requirements: install
+	$(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 --python-platform linux \
+	  --custom-compile-command "make runner-requirements" \
+	  container/requirements-runner.in -o container/requirements-runner.txt
+
 # System packages the tests need (podman for the agent image, sshd/git daemon for git remotes).
 deps:
 	@scripts/install-deps.sh
 
-lint: install
+lint: install lint-workflows
 	$(VENV)/bin/ruff check mcp_server tests bench
 	$(VENV)/bin/shellcheck scripts/*.sh .ci/run
 	$(VENV)/bin/hadolint --config container/.hadolint.yaml container/Dockerfile
 
-test: install deps lint testenv-build opencode image
+# The GitHub workflows: actionlint (syntax, expressions, shellcheck of run: scripts) and zizmor
+# (security: injection, permissions, pinning, credentials). WORKFLOWS= lints other files.
+lint-workflows: install
+	@scripts/install-go-tool.sh actionlint $(VENV)/bin >/dev/null
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/actionlint $(WORKFLOWS)
+	$(VENV)/bin/zizmor --offline --no-progress $(WORKFLOWS)
+
+test: install deps lint testenv-build opencode image wheelhouse registry
 	$(PY) -m pytest $(PYTEST_ARGS) tests
+
+# The OCI registry the chart push test runs on 127.0.0.1 (built once from its Go module, cached).
+registry: install
+	@scripts/install-go-tool.sh registry $(VENV)/bin >/dev/null
 
 # The control plane's pinned binaries, built once and cached (minutes on a fresh machine).
 testenv-build:
@@ -68,4 +108,4 @@ bench: install
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

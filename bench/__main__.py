@@ -3,7 +3,8 @@
 - list_agents latency with N tasks (in process, through the service, and over MCP stdio);
 - log relay throughput: lines per second from a pod's log through stream_task_logs;
 - the size of a stream_task_logs cursor per followed pod;
-- the test control plane's warm start: `scripts/testenv.sh up` with cached binaries (target: <= 20 s).
+- the test control plane's warm start: `scripts/testenv.sh up` with cached binaries (target: <= 20 s);
+- the agent image's size (bench/image.py; goal <= 400 MB).
 
 The control plane is started if needed (scripts/testenv.sh) and kept when AGENTIC_TESTENV_KEEP is set
 or when it was running already; each run uses a namespace of its own and deletes it.
@@ -25,6 +26,11 @@ from typing import Any
 
 import anyio
 
+<<<<<<< HEAD
+=======
+from bench import image
+from mcp_server import logs
+>>>>>>> release
 from mcp_server.config import load_settings
 from mcp_server.logs.cursor import encode_cursor
 from mcp_server.models import ListAgentsRequest, SpawnTaskRequest, StreamLogsRequest, StreamPosition
@@ -176,7 +182,12 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=20000, help="log lines for the relay (default 20000)")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--testenv-ups", type=int, default=3, help="warm control-plane starts to time (default 3)")
+    tag = os.environ.get("AGENTIC_TEST_IMAGE_TAG") or "dev"
+    parser.add_argument("--image", default=f"localhost/agentic-sdlc-agent-runner:{tag}",
+                        help="agent image to build and measure (default: the tests' tag); empty: skip")
     args = parser.parse_args()
+    if args.image:
+        image.report(image.measure(args.image))
     testenv, started = TestEnv.up()  # builds the binaries first if needed, so the timed ups are warm
     try:
         if args.testenv_ups:

@@ -14,8 +14,6 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-import yaml
-
 VALUES_FILE = "chart_values.yaml"
 
 
@@ -42,6 +40,8 @@ def _get(values: dict[str, Any], path: str) -> Any:
 
 @cache
 def chart_defaults() -> ChartDefaults:
+    import yaml  # here: the agent image has no yaml, and its runner always gets these from its env
+
     text = (resources.files("mcp_server") / VALUES_FILE).read_text(encoding="utf-8")
     values = yaml.safe_load(text)
     return ChartDefaults(

@@ -19,6 +19,8 @@ SUITE=bookworm
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/agentic-sdlc/image
 BASE_TAR=$CACHE/debian-$SUITE-slim-r$BASE_RECIPE.tar
 OPENCODE_VERSION=$(<"$ROOT/container/opencode.version")
+VERSION=$("$ROOT/scripts/version.sh")
+REVISION=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || true)
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$ROOT/container/containers.conf}
 
 log() { printf 'build-image: %s\n' "$*" >&2; }
@@ -85,12 +87,14 @@ if ! podman image exists "$BASE_IMAGE"; then
   import_base
 fi
 
-log "building $TAG (OpenCode $OPENCODE_VERSION, base $BASE_IMAGE)"
+log "building $TAG (version $VERSION at ${REVISION:-an unknown revision}, OpenCode $OPENCODE_VERSION, base $BASE_IMAGE)"
 podman build --pull=never \
   --file "$ROOT/container/Dockerfile" \
   --ignorefile "$ROOT/container/.dockerignore" \
   --build-arg BASE_IMAGE="$BASE_IMAGE" \
   --build-arg OPENCODE_VERSION="$OPENCODE_VERSION" \
+  --build-arg VERSION="$VERSION" \
+  --build-arg REVISION="$REVISION" \
   --layers --format docker \
   --tag "$TAG" \
   "$ROOT"
@@ -109,7 +113,5 @@ smoke() {
 got=$(smoke --entrypoint opencode "$TAG" --version)
 [[ $got == "$OPENCODE_VERSION" ]] || die "opencode --version in the image says '$got', expected $OPENCODE_VERSION"
 smoke --entrypoint git "$TAG" --version >/dev/null
-smoke "$TAG" run-task --help >/dev/null || die "'agentic-runner run-task --help' failed in the image"
-smoke --entrypoint /opt/agentic-runner/bin/python "$TAG" -m mcp_server.runner --help >/dev/null \
-  || die "'python -m mcp_server.runner --help' failed in the image"
+smoke "$TAG" --help >/dev/null || die "the entrypoint (python -m mcp_server.runner) --help failed in the image"
 log "ok: $TAG ($(podman image inspect --format '{{.Size}}' "$TAG") bytes)"

@@ -69,7 +69,7 @@ class Settings:
                 "from the git Secret (secretKeyRef), or AGENTIC_GIT_AUTH=ssh/none"
             )
         ssh_dir = Path(get("AGENTIC_GIT_SSH_DIR", DEFAULT_SSH_DIR))
-        chart = chart_defaults()  # what the chart's ConfigMap would set, for a runner without it
+
         worktree_repo = env.get("AGENTIC_WORKTREE_REPO", "").strip()
         return cls(
             context_file=Path(get("AGENTIC_TASK_CONTEXT_FILE", DEFAULT_CONTEXT_FILE)),
@@ -79,11 +79,11 @@ class Settings:
             ssh_dir=ssh_dir,
             known_hosts=Path(get("AGENTIC_GIT_KNOWN_HOSTS", str(ssh_dir / "known_hosts"))),
             git_username=get("AGENTIC_GIT_USERNAME", "x-access-token"),
-            author_name=get("AGENTIC_GIT_AUTHOR_NAME", chart.author_name),
-            author_email=get("AGENTIC_GIT_AUTHOR_EMAIL", chart.author_email),
+            author_name=env.get("AGENTIC_GIT_AUTHOR_NAME", "").strip() or chart_defaults().author_name,
+            author_email=env.get("AGENTIC_GIT_AUTHOR_EMAIL", "").strip() or chart_defaults().author_email,
             opencode_bin=get("AGENTIC_OPENCODE_BIN", "opencode"),
-            opencode_model=env.get("AGENTIC_OPENCODE_MODEL", "").strip() or chart.model,
-            opencode_agent=get("AGENTIC_OPENCODE_AGENT", chart.agent),
+            opencode_model=env.get("AGENTIC_OPENCODE_MODEL", "").strip() or None,
+            opencode_agent=env.get("AGENTIC_OPENCODE_AGENT", "").strip() or chart_defaults().agent,
             opencode_config=_json_object(env, "AGENTIC_OPENCODE_CONFIG"),
             clone_depth=_number(env, "AGENTIC_GIT_CLONE_DEPTH", 0, int, minimum=0),
             grace_seconds=_number(env, "AGENTIC_GRACE_SECONDS", 25.0, float, minimum=1),
@@ -122,3 +122,4 @@ def _number(env: Mapping[str, str], name: str, default: Any, kind: type, minimum
         what = "an integer" if kind is int else "a number"
         raise ConfigError(f"invalid {name}: {raw!r} is not allowed; allowed: {what} >= {minimum:g}")
     return value
+

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from mcp_server import __version__
 from tests.support.chart import (
     CHART_DIR,
     CHART_NAME,
@@ -455,7 +456,7 @@ def test_vendored_chart_matches_chart_dir(helm: Helm, tmp_path: Path, env: str) 
         f"{vendored.relative_to(release_dir(env).parents[1])} differs from chart/; refresh it: {refresh}")
     listing = helm.run("dependency", "list", f"releases/{release_name(env)}").stdout.splitlines()
     assert [row.split() for row in listing if row.strip()] == [
-        ["NAME", "VERSION", "REPOSITORY", "STATUS"], [CHART_NAME, "0.1.0", "file://../../chart", "ok"]]
+        ["NAME", "VERSION", "REPOSITORY", "STATUS"], [CHART_NAME, __version__, "file://../../chart", "ok"]]
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)

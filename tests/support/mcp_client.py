@@ -12,6 +12,7 @@ from typing import Any
 
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.types import InitializeResult
 
 SERVER_COMMAND = str(Path(sys.executable).parent / "agentic-runner-mcp")
 
@@ -49,8 +50,9 @@ class Progress:
 
 
 class McpClient:
-    def __init__(self, session: ClientSession) -> None:
+    def __init__(self, session: ClientSession, initialized: InitializeResult) -> None:
         self.session = session
+        self.initialized = initialized  # what the server answered to `initialize` (serverInfo, ...)
 
     async def tools(self) -> list[dict[str, Any]]:
         result = await self.session.list_tools()
@@ -69,10 +71,11 @@ class McpClient:
 
 @asynccontextmanager
 async def connect(env: Mapping[str, str], cwd: Path | None = None,
-                  errlog: Any = None) -> AsyncIterator[McpClient]:
-    """Start `agentic-runner-mcp` with exactly `env` (plus the SDK's default PATH/HOME) and connect."""
-    params = StdioServerParameters(command=SERVER_COMMAND, args=[], env=dict(env), cwd=cwd)
+                  errlog: Any = None, command: str = SERVER_COMMAND) -> AsyncIterator[McpClient]:
+    """Start `agentic-runner-mcp` (this checkout's, or `command`) with exactly `env` (plus the SDK's
+    default PATH/HOME) and connect."""
+    params = StdioServerParameters(command=command, args=[], env=dict(env), cwd=cwd)
     async with stdio_client(params, errlog=errlog or sys.stderr) as (read, write), \
             ClientSession(read, write) as session:
-        await session.initialize()
-        yield McpClient(session)
+        initialized = await session.initialize()
+        yield McpClient(session, initialized)
