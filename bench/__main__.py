@@ -26,11 +26,7 @@ from typing import Any
 
 import anyio
 
-<<<<<<< HEAD
-=======
 from bench import image
-from mcp_server import logs
->>>>>>> release
 from mcp_server.config import load_settings
 from mcp_server.logs.cursor import encode_cursor
 from mcp_server.models import ListAgentsRequest, SpawnTaskRequest, StreamLogsRequest, StreamPosition
