@@ -40,7 +40,7 @@ def _get(values: dict[str, Any], path: str) -> Any:
 
 @cache
 def chart_defaults() -> ChartDefaults:
-    import yaml  # here: the agent image has no yaml, and its runner always gets these from its env
+    import yaml  # here, not at start-up: only a runner or local task without the chart's env needs it
 
     text = (resources.files("mcp_server") / VALUES_FILE).read_text(encoding="utf-8")
     values = yaml.safe_load(text)

@@ -70,7 +70,7 @@ def test_the_image_holds_the_runner_and_its_requirements_only(agent_image: str) 
     console scripts are gone."""
     probe = ("import json, importlib.metadata as md, importlib.util as u; print(json.dumps(["
              "sorted(d.metadata['Name'] for d in md.distributions()), "
-             "[m for m in ('kubernetes', 'mcp', 'yaml', 'anyio', 'git', 'pip', 'setuptools') if u.find_spec(m)]]))")
+             "[m for m in ('kubernetes', 'mcp', 'anyio', 'git', 'pip', 'setuptools') if u.find_spec(m)]]))")
     proc = in_image(agent_image, "/opt/agentic-runner/bin/python", "-c", probe)
     assert proc.returncode == 0, proc.stderr
     distributions, importable = json.loads(proc.stdout)
