@@ -17,6 +17,8 @@ from mcp_server.logs import parse_result, runner_step
 from mcp_server.models import CANCELLING, Phase, TaskResult, TaskStatus
 
 Obj = Mapping[str, Any]
+OOM_KILLED = "OOMKilled"
+"""The kubelet's reason for a container whose memory cgroup ran out of memory."""
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -73,6 +75,8 @@ def _phase(job: Obj, pod: Obj | None, result: TaskResult | None) -> tuple[Phase,
             return "timed_out", reason
         if result is not None and result.status in ("timed_out", "cancelled"):
             return result.status, reason
+        if pod is not None and agent_state(pod).get("terminated", {}).get("reason") == OOM_KILLED:
+            return "failed", OOM_KILLED  # more telling than the Job's BackoffLimitExceeded
         return "failed", reason
     if job.get("spec", {}).get("suspend"):
         return "pending", "Suspended"
