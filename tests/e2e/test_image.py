@@ -11,8 +11,6 @@ finishes with it), and the server reads the result from there."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,7 @@ import pytest
 from mcp_server.config import load_settings
 from mcp_server.service import RunnerService
 from tests.conftest import wait_until
-from tests.e2e.conftest import FINAL_TEXT, TASK_BRANCH, edit_script
+from tests.e2e.conftest import FINAL_TEXT, IMAGE_REPOSITORY, IMAGE_TAG, TASK_BRANCH, edit_script
 from tests.support.git_remotes import BASE_BRANCH, BareRemote, git, git_daemon
 from tests.support.pod_podman import decode_secret, run_pod
 from tests.support.runner_env import Cluster, install_chart, server_env
@@ -30,21 +28,7 @@ from tests.support.testenv import TestEnv
 
 pytestmark = pytest.mark.e2e
 
-# AGENTIC_TEST_IMAGE_TAG lets parallel checkouts on one machine build and test their own image.
-IMAGE_REPOSITORY = "localhost/agentic-sdlc-agent-runner"
-IMAGE_TAG = os.environ.get("AGENTIC_TEST_IMAGE_TAG") or "dev"
-IMAGE = f"{IMAGE_REPOSITORY}:{IMAGE_TAG}"
 CONTAINERS_CONF = REPO_ROOT / "container" / "containers.conf"
-
-
-@pytest.fixture(scope="session")
-def agent_image() -> str:
-    """The image of the current code: scripts/build-image.sh (what `make image` runs; a warm build
-    reuses every unchanged layer and the cached base)."""
-    proc = subprocess.run([str(REPO_ROOT / "scripts" / "build-image.sh"), IMAGE], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.fail(f"scripts/build-image.sh failed ({proc.returncode}):\n{proc.stderr[-5000:]}", pytrace=False)
-    return IMAGE
 
 
 def test_the_task_runs_in_the_image_as_the_cluster_would_run_it(
