@@ -405,13 +405,16 @@ start_containerd() { in_node containerd "$CONTAINERD_BIN/containerd" --config "$
 ready_containerd() { ctr_node plugins ls 2>/dev/null | grep -qE '^io\.containerd\.grpc\.v1 +cri +.* ok *$'; }
 
 start_kubelet() {
+  # A fresh log per start: readiness looks for this start's "Started kubelet" (after a restart the
+  # node is still Ready from before).
+  [[ -f $STATE_DIR/logs/kubelet.log ]] && mv -f "$STATE_DIR/logs/kubelet.log" "$STATE_DIR/logs/kubelet.log.previous"
   in_node kubelet "$KUBE_BIN/kubelet" --config "$NODE_DIR/kubelet.yaml" \
     --kubeconfig "$NODE_DIR/kubelet.kubeconfig" --root-dir "$NODE_DIR/kubelet" \
     --hostname-override "$NODE_NAME" --node-ip "$NODE_GATEWAY" \
     --node-labels "$NODE_LABEL_KEY=real" --v=1
 }
 ready_kubelet() {
-  [[ $(admin_kubectl get node "$NODE_NAME" \
+  grep -q '"Started kubelet"' "$STATE_DIR/logs/kubelet.log" && [[ $(admin_kubectl get node "$NODE_NAME" \
     -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]
 }
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from kubernetes import client
+from kubernetes.client.rest import ApiException
 
 from tests.conftest import wait_until
 from tests.support.node_images import busybox_image
@@ -98,3 +99,32 @@ def test_a_pod_that_does_not_ask_for_the_real_node_goes_to_a_kwok_node(
         spec=client.V1PodSpec(containers=[client.V1Container(name="main", image="busybox:1.36")])))
     node = wait_until(lambda: core.read_namespaced_pod("plain", namespace).spec.node_name, message="scheduling")
     assert node.startswith("kwok-node-")
+
+
+def test_a_running_pod_outlives_restarts_of_containerd_and_the_kubelet(
+    testenv: TestEnv, admin_api: client.ApiClient, namespace: str, busybox: str
+) -> None:
+    batch, core = client.BatchV1Api(admin_api), client.CoreV1Api(admin_api)
+    batch.create_namespaced_job(namespace, real_node_job(
+        "steady", busybox, "echo before; while [ ! -e /tmp/go ]; do sleep 0.2; done; echo after"))
+    pod = wait_until(lambda: next((p for p in core.list_namespaced_pod(namespace).items
+                                   if p.status.phase == "Running"), None), timeout=90, message="a running pod")
+    name = pod.metadata.name
+    def log() -> str | None:
+        try:
+            return core.read_namespaced_pod_log(name, namespace)
+        except ApiException:
+            return None  # a kubelet that has just started knows the pod a moment later
+
+    wait_until(lambda: log() == "before\n", timeout=60, message="its first line")
+    started = pod.status.container_statuses[0].state.running.started_at
+    for component in ("containerd", "kubelet"):
+        testenv.restart(component)
+    node = core.read_node(testenv.node.name)
+    assert [c.status for c in node.status.conditions if c.type == "Ready"] == ["True"]
+    # the same container (not restarted), its log still served through the API server
+    again = core.read_namespaced_pod(name, namespace)
+    assert again.status.phase == "Running"
+    assert again.status.container_statuses[0].state.running.started_at == started
+    assert wait_until(log, timeout=60, message="its log after the restarts") == "before\n"
+    batch.delete_namespaced_job("steady", namespace, propagation_policy="Foreground")
