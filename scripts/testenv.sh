@@ -163,12 +163,14 @@ build_all() {
   build_helm
   build_etcd
   build_node
-  # One stable directory of links to the pinned binaries: what `export PATH=...` points at.
+  # One stable directory of links to the pinned binaries: what `export PATH=...` points at. Each link
+  # is replaced by a rename, so that other sessions using it never see it missing.
   mkdir -p "$BIN_DIR"
-  rm -f "$BIN_DIR"/*
-  local f
+  local f name
   for f in "$KUBE_BIN"/* "$KWOK_BIN"/kwok "$HELM_BIN"/helm "$ETCD_BIN"/etcd "$CONTAINERD_BIN"/ctr; do
-    ln -sfn "$f" "$BIN_DIR/$(basename "$f")"
+    name=$(basename "$f")
+    ln -sfn "$f" "$BIN_DIR/.$name.$$"
+    mv -fT "$BIN_DIR/.$name.$$" "$BIN_DIR/$name"
   done
 }
 
