@@ -30,9 +30,9 @@ from typing import Any
 import anyio
 
 from bench.real_node import bench_real_node
-from mcp_server import logs
 from mcp_server.config import load_settings
-from mcp_server.models import StreamPosition
+from mcp_server.logs.cursor import encode_cursor
+from mcp_server.models import ListAgentsRequest, SpawnTaskRequest, StreamLogsRequest, StreamPosition
 from mcp_server.service import RunnerService
 from tests.support.mcp_client import connect
 from tests.support.runner_env import Cluster, install_chart, make_repo, server_env
@@ -90,13 +90,16 @@ def bench_list(testenv: TestEnv, counts: list[int], repeat: int) -> None:
             repo = make_repo(Path(tmp) / "repo")
             service, env = service_for(testenv, ns, repo)
             cluster = Cluster(testenv, ns)
-            handles = [service.spawn_task(task_id=f"T{i:03d}", description=f"task {i}") for i in range(count)]
+            handles = [
+                service.spawn_task(SpawnTaskRequest(task_id=f"T{i:03d}", description=f"task {i}"))
+                for i in range(count)
+            ]
             for handle in handles:
                 pod = cluster.pod_of(handle.job)
                 cluster.log(pod, f"{handle.task_id} is working")
-            service.list_agents()  # warm: PodTemplate cache, connection pool
-            in_process = timed(service.list_agents, repeat)
-            with_lines = service.list_agents()
+            service.list_agents(ListAgentsRequest())  # warm: PodTemplate cache, connection pool
+            in_process = timed(lambda: service.list_agents(ListAgentsRequest()), repeat)  # noqa: B023
+            with_lines = service.list_agents(ListAgentsRequest())
             assert len(with_lines.agents) == count
 
             stdio = anyio.run(list_over_mcp, env, repeat, count)
@@ -111,7 +114,7 @@ def bench_logs(testenv: TestEnv, lines: int) -> None:
         repo = make_repo(Path(tmp) / "repo")
         service, env = service_for(testenv, ns, repo)
         cluster = Cluster(testenv, ns)
-        handle = service.spawn_task(task_id="T001", description="talk a lot")
+        handle = service.spawn_task(SpawnTaskRequest(task_id="T001", description="talk a lot"))
         pod = cluster.pod_of(handle.job)
         payload = "x" * 90
         cluster.log(pod, *[f"{i:08d} {payload}" for i in range(lines)])
@@ -130,7 +133,7 @@ def bench_logs(testenv: TestEnv, lines: int) -> None:
             else:
                 while seen < lines:
                     chunk = await service.stream_logs(
-                        task_ids=["T001"], cursor=cursor, wait_seconds=0, max_lines=5000
+                        StreamLogsRequest(task_ids=["T001"], cursor=cursor, wait_seconds=0, max_lines=5000)
                     )
                     seen, cursor, calls = seen + len(chunk.lines), chunk.cursor, calls + 1
             return time.perf_counter() - start, seen, calls
@@ -150,7 +153,7 @@ def bench_cursor() -> None:
             )
             for i in range(pods)
         }
-        cursor = logs.encode_cursor("dev", positions)
+        cursor = encode_cursor("dev", positions)
         print(f"  {pods:4d} pods: {len(cursor):6d} characters")
 
 

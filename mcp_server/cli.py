@@ -14,16 +14,30 @@ import sys
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 from pydantic import BaseModel
 
-from mcp_server import __version__, logs, naming, speckit
-from mcp_server.config import load_settings
-from mcp_server.errors import InvalidInput, RunnerError
-from mcp_server.models import AgentList, LogLine, TaskLogState, TaskStatus
-from mcp_server.service import RunnerService
+from mcp_server import __version__
+from mcp_server.errors import RunnerError
+from mcp_server.logs.prefix import Prefixer
+from mcp_server.models import (
+    AgentList,
+    CleanupRequest,
+    ListAgentsRequest,
+    LogLine,
+    SpawnAsyncRequest,
+    SpawnTaskRequest,
+    StreamLogsRequest,
+    TaskLogState,
+    TaskRequest,
+    TaskStatus,
+)
+from mcp_server.validation import parse
+
+if TYPE_CHECKING:
+    from mcp_server.service import RunnerService
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 FOLLOW_WAIT_SECONDS = 10.0
@@ -250,52 +264,42 @@ def _plan(result: Any, out: TextIO) -> None:
 # -- commands -----------------------------------------------------------------------------------
 
 
-def _spawn(service: RunnerService, args: argparse.Namespace) -> dict[str, Any]:
-    naming.validate_task_id(args.task_id)
-    values: dict[str, Any] = {
-        "task_id": args.task_id,
-        "description": args.description,
-        "repo": args.repo,
-        "base_branch": args.base_branch,
-        "environment": args.env,
-        "timeout_minutes": args.timeout_minutes,
-        "model": args.model,
-        "agent": args.agent,
-        "context_files": list(args.context_files),
-    }
-    if args.context_dir:
-        root = service.settings.repo_root
-        directory = Path(args.context_dir)
-        directory = directory if directory.is_absolute() else Path.cwd() / directory
-        values["feature_dir"] = os.path.relpath(directory, root)
-        for name in ("tasks.md", "spec.md", "plan.md"):
-            if (directory / name).is_file():
-                values["context_files"].append(os.path.relpath(directory / name, root))
-        tasks_md = directory / "tasks.md"
-        if values["description"] is None and tasks_md.is_file():
-            line = next(
-                (
-                    t
-                    for t in speckit.parse_tasks(tasks_md.read_text(encoding="utf-8"), "context_dir")
-                    if t.task_id == args.task_id
-                ),
-                None,
-            )
-            values["description"] = line.description if line is not None else None
-    if values["description"] is None:
-        raise InvalidInput(
-            "description",
-            "it was not given and no tasks.md line of the task was found",
-            "the task text as second argument, or --context-dir with a tasks.md naming the task",
-        )
+def _repo_path(service: RunnerService, path: str | None) -> str | None:
+    """A path the user gave relative to where they are, as the repository-relative path requests take."""
+    if path is None:
+        return None
+    given = Path(path)
+    return os.path.relpath(given if given.is_absolute() else Path.cwd() / given, service.settings.repo_root)
+
+
+def _spawn_request(service: RunnerService, args: argparse.Namespace) -> SpawnTaskRequest:
+    return parse(
+        SpawnTaskRequest,
+        _given(
+            task_id=args.task_id,
+            description=args.description,
+            repo=args.repo,
+            base_branch=args.base_branch,
+            environment=args.env,
+            timeout_minutes=args.timeout_minutes,
+            model=args.model,
+            agent=args.agent,
+            feature_dir=_repo_path(service, args.context_dir),
+            context_files=[_repo_path(service, f) for f in args.context_files],
+        ),
+    )
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    """The options the user gave (argparse's None means not given: the request's default applies)."""
     return {k: v for k, v in values.items() if v is not None}
 
 
 def _logs(service: RunnerService, args: argparse.Namespace, out: TextIO) -> int:
     auto = out.isatty() and not os.environ.get("NO_COLOR")
     color = args.output == "table" and (args.color == "always" or (args.color == "auto" and auto))
-    prefixer = logs.Prefixer(color)
-    base = {"task_ids": args.task_ids, "base_branch": args.base_branch, "environment": args.env}
+    prefixer = Prefixer(color)
+    base = _given(task_ids=args.task_ids, base_branch=args.base_branch, environment=args.env)
 
     async def on_batch(lines: list[LogLine], _states: list[TaskLogState]) -> None:
         for line in lines:
@@ -305,7 +309,8 @@ def _logs(service: RunnerService, args: argparse.Namespace, out: TextIO) -> int:
     cursor = args.cursor
     while True:
         wait = FOLLOW_WAIT_SECONDS if args.follow else 0.0
-        chunk = anyio.run(partial(service.stream_logs, on_batch=on_batch, cursor=cursor, wait_seconds=wait, **base))
+        request = parse(StreamLogsRequest, {**base, **_given(cursor=cursor), "wait_seconds": wait})
+        chunk = anyio.run(partial(service.stream_logs, request, on_batch=on_batch))
         cursor = chunk.cursor
         if chunk.more:
             continue
@@ -333,63 +338,51 @@ def run(
     args = parser.parse_args(argv)
 
     def make(env: str | None) -> RunnerService:
+        # Imported here: `run-task` (the agent image) needs neither the service nor its clients.
+        from mcp_server.config import load_settings
+        from mcp_server.service import RunnerService
+
         return RunnerService(load_settings(environment=env))
 
     try:
         service = (service_factory or make)(args.env)
         if args.command == "spawn":
-            _print(service.spawn_task(**_spawn(service, args)), args.output, out, _handle)
+            _print(service.spawn_task(_spawn_request(service, args)), args.output, out, _handle)
         elif args.command == "spawn-async":
-            values = {
-                k: getattr(args, k)
-                for k in (
-                    "tasks_file",
-                    "base_branch",
-                    "task_ids",
-                    "max_parallel",
-                    "dry_run",
-                    "repo",
-                    "timeout_minutes",
-                    "model",
-                )
-            }
-            tasks_file = Path(args.tasks_file)
-            if not tasks_file.is_absolute():
-                values["tasks_file"] = os.path.relpath(Path.cwd() / tasks_file, service.settings.repo_root)
-            values["environment"] = args.env
-            _print(
-                service.spawn_async(**{k: v for k, v in values.items() if v is not None}),
-                args.output,
-                out,
-                _plan,
+            request = parse(
+                SpawnAsyncRequest,
+                _given(
+                    tasks_file=_repo_path(service, args.tasks_file),
+                    base_branch=args.base_branch,
+                    task_ids=args.task_ids,
+                    max_parallel=args.max_parallel,
+                    dry_run=args.dry_run,
+                    environment=args.env,
+                    repo=args.repo,
+                    timeout_minutes=args.timeout_minutes,
+                    model=args.model,
+                ),
             )
+            _print(service.spawn_async(request), args.output, out, _plan)
         elif args.command == "logs":
             return _logs(service, args, out)
         elif args.command == "list":
-            _print(
-                service.list_agents(environment=args.env, all_environments=args.all_environments),
-                args.output,
-                out,
-                print_agents,
-            )
-        elif args.command == "status":
-            status = service.status(task_id=args.task_id, base_branch=args.base_branch, environment=args.env)
+            request = parse(ListAgentsRequest, _given(environment=args.env, all_environments=args.all_environments))
+            _print(service.list_agents(request), args.output, out, print_agents)
+        elif args.command in ("status", "cancel"):
+            ref = parse(TaskRequest, _given(task_id=args.task_id, base_branch=args.base_branch, environment=args.env))
+            if args.command == "cancel":
+                _print(service.cancel(ref), args.output, out, _message)
+                return EXIT_OK
+            status = service.status(ref)
             _print(status, args.output, out, print_status)
             return EXIT_FAILED if status.phase in FAILED_PHASES else EXIT_OK
-        elif args.command == "cancel":
-            _print(
-                service.cancel(task_id=args.task_id, base_branch=args.base_branch, environment=args.env),
-                args.output,
-                out,
-                _message,
-            )
         elif args.command == "cleanup":
-            values = {
-                "older_than_minutes": args.older_than_minutes,
-                "dry_run": args.dry_run,
-                "environment": args.env,
-            }
-            _print(service.cleanup(**values), args.output, out, _message)
+            request = parse(
+                CleanupRequest,
+                _given(older_than_minutes=args.older_than_minutes, dry_run=args.dry_run, environment=args.env),
+            )
+            _print(service.cleanup(request), args.output, out, _message)
     except RunnerError as exc:
         err.write(f"agentic-runner: {exc}\n")
         return exc.exit_code

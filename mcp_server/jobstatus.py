@@ -13,21 +13,13 @@ from datetime import datetime
 from typing import Any
 
 from mcp_server import naming
-from mcp_server.logs import parse_result, runner_step
+from mcp_server.logs.results import parse_result, runner_step
 from mcp_server.models import CANCELLING, Phase, TaskResult, TaskStatus
+from mcp_server.timeutil import parse_time
 
 Obj = Mapping[str, Any]
 OOM_KILLED = "OOMKilled"
 """The kubelet's reason for a container whose memory cgroup ran out of memory."""
-
-
-def parse_time(value: Any) -> datetime | None:
-    if not value or not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return None
 
 
 def _conditions(job: Obj) -> dict[str, Obj]:

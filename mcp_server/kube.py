@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -23,6 +25,10 @@ from mcp_server.errors import BackendUnavailable, ConfigError, Forbidden, Runner
 
 # (connect, read) seconds: a dead API server is noticed quickly, a slow list still completes.
 DEFAULT_TIMEOUT = (5.0, 30.0)
+# Right after it (re)starts, an API server denies everyone but system:masters until its RBAC
+# informers have synced. A 403 to an access it granted this client before is taken for that, for
+# at most this long; after that it is a real denial.
+RESTART_FORBIDDEN_SECONDS = 30.0
 
 _USER_RE = re.compile(r'User "([^"]+)"')
 
@@ -87,6 +93,9 @@ class KubeClient:
         self.api_client = api_client
         self.forbidden_hint = forbidden_hint
         self.timeout = timeout
+        self._granted: set[tuple[str, str, str]] = set()
+        self._denied_since: dict[tuple[str, str, str], float] = {}
+        self._lock = threading.Lock()
 
     @property
     def host(self) -> str:
@@ -110,6 +119,11 @@ class KubeClient:
             raise self._unavailable(exc, access) from None
         status = int(response.status)
         data = response.data or b""
+        key = (access.verb, access.resource, access.namespace)
+        if status < 500 and status not in (401, 403):  # it got past authorization
+            with self._lock:
+                self._granted.add(key)
+                self._denied_since.pop(key, None)
         if 200 <= status < 300:
             if text:
                 return data.decode("utf-8", errors="replace")
@@ -165,6 +179,25 @@ class KubeClient:
             "the cluster is up and the kube context is right, then retry."
         )
 
+    def _passing_denial(self, access: Access) -> None:
+        """Raise BackendUnavailable for a 403 to an access granted before, for a short while (an API
+        server that has just restarted); otherwise return (the 403 is a real denial)."""
+        key = (access.verb, access.resource, access.namespace)
+        now = time.monotonic()
+        with self._lock:
+            if key not in self._granted:
+                return
+            since = self._denied_since.setdefault(key, now)
+            if now - since >= RESTART_FORBIDDEN_SECONDS:
+                self._granted.discard(key)
+                self._denied_since.pop(key, None)
+                return
+        raise BackendUnavailable(
+            f"the Kubernetes API server at {self.host} refused to {access.verb} {access.resource} in "
+            f"namespace {access.namespace!r}, which it allowed a moment ago: it has probably just "
+            "restarted and not loaded its RBAC rules yet. Retry in a moment."
+        )
+
     def _raise(self, status: int, data: bytes, access: Access) -> NoReturn:
         try:
             payload = json.loads(data)
@@ -178,6 +211,7 @@ class KubeClient:
         if status == 409 and access.verb == "create":
             raise AlreadyExists(message)
         if status == 403:
+            self._passing_denial(access)
             match = _USER_RE.search(message)
             raise Forbidden(
                 access.verb,

@@ -19,7 +19,8 @@ from pydantic_core import PydanticCustomError
 
 from mcp_server import naming
 from mcp_server.errors import InvalidInput
-from mcp_server.runner.result import TaskResult  # the runner's result model, also the server's
+from mcp_server.runner.contract import TaskContext  # the runner's contract, also the server's
+from mcp_server.runner.result import TaskResult
 
 Phase = Literal["pending", "running", "succeeded", "failed", "timed_out", "cancelled"]
 PHASES: tuple[str, ...] = ("pending", "running", "succeeded", "failed", "timed_out", "cancelled")
@@ -82,29 +83,7 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-# -- what goes into the pod ---------------------------------------------------------------------
-
-
-class ContextFile(_Model):
-    path: str = Field(description="Path relative to the repository root.")
-    content: str
-
-
-class TaskContext(_Model):
-    """The task context JSON the runner reads (AGENTIC_TASK_CONTEXT_FILE)."""
-
-    task_id: str
-    description: str
-    repo: str
-    base_branch: str
-    task_branch: str
-    environment: str
-    model: str | None = None
-    agent: str | None = None
-    feature_dir: str | None = None
-    context_files: list[ContextFile] = Field(default_factory=list)
-    deadline: datetime | None = Field(
-        None, description="When the task's time is up (the Job's creation + activeDeadlineSeconds).")
+# -- what goes into the pod (the runner's contract: runner/contract.py) -----------------------
 
 
 class TaskSpec(TaskContext):
@@ -149,6 +128,10 @@ class TaskRef(_Model):
 
     task_id: str
     base_branch: str | None = None
+
+    def matches(self, task_id: str | None, base_branch: str | None) -> bool:
+        """A task with this id and base branch is the one named (any base branch when none is)."""
+        return task_id == self.task_id and self.base_branch in (None, base_branch)
 
 
 class TaskStatus(_Model):
@@ -240,11 +223,13 @@ class StreamPosition(_Model):
 
     `after` is the timestamp of the last delivered line and `count` how many lines carrying exactly
     that timestamp were delivered (a backend without timestamps leaves `after` empty and counts
-    lines). `done` means the stream is finished and fully delivered."""
+    lines). `offset`, for a stream that is a file, is the byte offset just after the last delivered
+    line. `done` means the stream is finished and fully delivered."""
 
     after: str | None = None
     count: int = 0
     done: bool = False
+    offset: int | None = None
 
 
 class LogLine(_Model):
@@ -398,8 +383,10 @@ class SpawnTaskRequest(_Model):
     task_id: TaskIdField = Field(
         description="Task id, e.g. the spec-kit id `T012`. Part of the task branch name."
     )
-    description: DescriptionField = Field(
-        description="What the agent must do: the task text, with the files it should touch."
+    description: DescriptionField | None = Field(
+        None,
+        description="What the agent must do: the task text, with the files it should touch. Default: "
+        "the task's line in the tasks.md of feature_dir.",
     )
     repo: RepoField | None = Field(
         None,
@@ -420,7 +407,9 @@ class SpawnTaskRequest(_Model):
     )
     agent: NameField | None = Field(None, description="OpenCode agent to run. Default: build.")
     feature_dir: RepoPathField | None = Field(
-        None, description="The spec-kit feature directory, e.g. specs/001-feature (repo-relative)."
+        None,
+        description="The spec-kit feature directory, e.g. specs/001-feature (repo-relative): its "
+        "spec.md, plan.md and tasks.md go into the agent's prompt (when they fit).",
     )
     context_files: Annotated[list[RepoPathField], Field(max_length=20)] = Field(
         default_factory=list,

@@ -33,11 +33,8 @@ TEMPLATE_ACTIVE_DEADLINE = f"{DOMAIN}/active-deadline-seconds"
 TEMPLATE_TTL_AFTER_FINISHED = f"{DOMAIN}/ttl-seconds-after-finished"
 TEMPLATE_BACKOFF_LIMIT = f"{DOMAIN}/backoff-limit"
 TEMPLATE_BRANCH_PATTERN = f"{DOMAIN}/branch-pattern"
-TEMPLATE_DEFAULT_MODEL = f"{DOMAIN}/default-model"
-TEMPLATE_DEFAULT_AGENT = f"{DOMAIN}/default-agent"
 TEMPLATE_DEFAULT_BASE_BRANCH = f"{DOMAIN}/default-base-branch"
 
-DEFAULT_BRANCH_PATTERN = "agentic/{base_branch}/{task_id}"
 AGENT_CONTAINER = "agent"
 RESULT_MARKER = "AGENTIC_RESULT: "
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mcp_server import naming
 from mcp_server.errors import InvalidInput
-from mcp_server.models import ContextFile
+from mcp_server.runner.contract import ContextFile
 
 PATH_ALLOWED = "a path of a file inside the repository, relative to its root"
 
@@ -22,6 +22,43 @@ PATH_ALLOWED = "a path of a file inside the repository, relative to its root"
 def _git(root: Path, *args: str) -> str | None:
     proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
     return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else None
+
+
+def _mtime(path: Path | None) -> int | None:
+    try:
+        return path.stat().st_mtime_ns if path is not None else None
+    except OSError:
+        return None
+
+
+class Repository:
+    """The repository the server runs in: its origin and current branch, asked of git once and
+    asked again only when `.git/HEAD` or `.git/config` changes (so a spawn costs no git process,
+    and a branch switch or a new remote is still seen at once)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        dirs = _git(root, "rev-parse", "--path-format=absolute", "--git-dir", "--git-common-dir")
+        self._git_dir: Path | None = None
+        self._common_dir: Path | None = None
+        if dirs is not None:
+            git_dir, _, common = dirs.partition("\n")
+            self._git_dir = Path(git_dir)
+            self._common_dir = Path(common) if common else self._git_dir
+        self._branch: tuple[int | None, str] | None = None
+        self._origin: tuple[int | None, str] | None = None
+
+    def current_branch(self) -> str:
+        stamp = _mtime(self._git_dir / "HEAD" if self._git_dir else None)
+        if self._branch is None or self._branch[0] != stamp or stamp is None:
+            self._branch = (stamp, current_branch(self.root))
+        return self._branch[1]
+
+    def origin_url(self) -> str:
+        stamp = _mtime(self._common_dir / "config" if self._common_dir else None)
+        if self._origin is None or self._origin[0] != stamp or stamp is None:
+            self._origin = (stamp, origin_url(self.root))
+        return self._origin[1]
 
 
 def origin_url(root: Path) -> str:

@@ -1,8 +1,12 @@
 """The MCP stdio server `agentic-runner-mcp`: the tools, thin over `service.py`.
 
-Each tool's input schema is its request model from `models.py` (the same validation the CLI uses) and
-its output a pydantic model (structured content + JSON text). A refused input or a failed operation is
-a tool error whose text says what was wrong, with which input, and what to do.
+Each tool's input schema is its request model from `models.py` (the same validation the CLI uses);
+the SDK validates the arguments against it once, and the tool hands the service that request model.
+Its output is a pydantic model (structured content + JSON text). A refused input or a failed
+operation is a tool error whose text says what was wrong, with which input, and what to do.
+
+The service (settings, the repository's git facts) is built before the server starts serving; when
+the configuration is unusable, the server still starts and every tool call reports why.
 """
 
 from __future__ import annotations
@@ -101,11 +105,12 @@ def _add_tool(
     request: type[BaseModel],
     output: type[BaseModel],
     annotations: ToolAnnotations,
-    run: Callable[[Context, dict[str, Any]], Awaitable[BaseModel]],
+    run: Callable[[Context, Any], Awaitable[BaseModel]],
 ) -> None:  # type: ignore[type-arg]
     async def tool(ctx: Context, **arguments: Any) -> BaseModel:  # type: ignore[type-arg]
         try:
-            return await run(ctx, arguments)
+            # The SDK has validated every argument against the request model's own fields.
+            return await run(ctx, request.model_construct(**arguments))
         except RunnerError as exc:
             raise ToolError(str(exc)) from None
 
@@ -124,10 +129,10 @@ def build_server(get_service: ServiceGetter) -> RunnerMCPServer:
         readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=True
     )
 
-    def call(method_name: str) -> Callable[[Context, dict[str, Any]], Awaitable[BaseModel]]:  # type: ignore[type-arg]
-        async def run(_ctx: Context, arguments: dict[str, Any]) -> BaseModel:  # type: ignore[type-arg]
-            method = getattr(get_service(), method_name)
-            return await anyio.to_thread.run_sync(lambda: method(**arguments))
+    def call(operation: Callable[[RunnerService, Any], BaseModel]) -> Callable[[Context, Any], Awaitable[BaseModel]]:  # type: ignore[type-arg]
+        async def run(_ctx: Context, request: Any) -> BaseModel:  # type: ignore[type-arg]
+            service = get_service()
+            return await anyio.to_thread.run_sync(operation, service, request)
 
         return run
 
@@ -144,7 +149,7 @@ def build_server(get_service: ServiceGetter) -> RunnerMCPServer:
         SpawnTaskRequest,
         TaskHandle,
         ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=True),
-        call("spawn_task"),
+        call(RunnerService.spawn_task),
     )
     _add_tool(
         server,
@@ -159,10 +164,10 @@ def build_server(get_service: ServiceGetter) -> RunnerMCPServer:
         SpawnAsyncRequest,
         SpawnAsyncResult,
         ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=True),
-        call("spawn_async"),
+        call(RunnerService.spawn_async),
     )
 
-    async def stream(ctx: Context, arguments: dict[str, Any]) -> BaseModel:  # type: ignore[type-arg]
+    async def stream(ctx: Context, request: StreamLogsRequest) -> BaseModel:  # type: ignore[type-arg]
         started = time.monotonic()
         sent = {"at": started, "progress": 0.0}
 
@@ -179,7 +184,7 @@ def build_server(get_service: ServiceGetter) -> RunnerMCPServer:
             sent.update(at=now, progress=progress)
             await ctx.report_progress(progress, None, message[:PROGRESS_MESSAGE_MAX])
 
-        return await get_service().stream_logs(on_batch=on_batch, **arguments)
+        return await get_service().stream_logs(request, on_batch=on_batch)
 
     _add_tool(
         server,
@@ -206,7 +211,7 @@ def build_server(get_service: ServiceGetter) -> RunnerMCPServer:
         ListAgentsRequest,
         AgentList,
         read_only,
-        call("list_agents"),
+        call(RunnerService.list_agents),
     )
     _add_tool(
         server,
@@ -218,7 +223,7 @@ def build_server(get_service: ServiceGetter) -> RunnerMCPServer:
         TaskRequest,
         TaskStatus,
         read_only,
-        call("status"),
+        call(RunnerService.status),
     )
     _add_tool(
         server,
@@ -231,7 +236,7 @@ def build_server(get_service: ServiceGetter) -> RunnerMCPServer:
         TaskRequest,
         CancelResult,
         ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True, openWorldHint=True),
-        call("cancel"),
+        call(RunnerService.cancel),
     )
     _add_tool(
         server,
@@ -243,22 +248,25 @@ def build_server(get_service: ServiceGetter) -> RunnerMCPServer:
         CleanupRequest,
         CleanupResult,
         ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True, openWorldHint=True),
-        call("cleanup"),
+        call(RunnerService.cleanup),
     )
     return server
 
 
-def lazy_service() -> ServiceGetter:
-    """The service, built on first use; a configuration error is reported by each tool call."""
-    holder: list[RunnerService] = []
+def prepared_service(build: Callable[[], RunnerService] | None = None) -> ServiceGetter:
+    """The service, built now (before the server serves); a configuration it cannot use is
+    reported by every tool call instead, so the client still sees the tools and the reason."""
+    try:
+        service = (build or (lambda: RunnerService(load_settings())))()
+    except RunnerError as exc:  # a ConfigError, or an unknown AGENTIC_ENV
+        error = exc
 
-    def get() -> RunnerService:
-        if not holder:
-            holder.append(RunnerService(load_settings()))
-        return holder[0]
+        def refuse() -> RunnerService:
+            raise error
 
-    return get
+        return refuse
+    return lambda: service
 
 
 def main() -> None:
-    build_server(lazy_service()).run("stdio")
+    build_server(prepared_service()).run("stdio")

@@ -1,15 +1,18 @@
-"""Where a task runs: the protocol every backend implements.
+"""Where a task runs: the protocol every backend implements, and the rules all backends share.
 
 A backend serves ONE environment (its namespace / working directory). `mcp_server.service` builds one
 per environment from the configuration (`backend: kubernetes|local`) and calls only these methods.
 A backend class takes `(environment: config.EnvironmentSettings, settings: config.Settings)`:
 `kubernetes.KubernetesBackend`, `local.LocalBackend`. Every method is synchronous (the MCP server
-runs them in worker threads) and raises only
-`mcp_server.errors.RunnerError` subclasses: `TaskNotFound`, `Forbidden`, `InvalidInput`, `Conflict`,
-`BackendUnavailable`.
+runs them in worker threads) and raises only `mcp_server.errors.RunnerError` subclasses:
+`TaskNotFound`, `Forbidden`, `InvalidInput`, `Conflict`, `BackendUnavailable` (a passing failure:
+the caller may retry; the backend decides which failures are passing).
 
 Contract of each method:
 
+- `branch_pattern()`: the pattern of task branch names, e.g. `agentic/{base_branch}/{task_id}`.
+- `default_base_branch()`: the base branch to use when a task names none and the repository the
+  server runs in is on no branch (the chart's `task.baseBranch`), or None.
 - `spawn(spec)`: start the task. Idempotent: if the task (same `task_id` on the same
   `base_branch`) exists already, return its handle with `created=False` and start nothing, also when
   several identical calls race. `spec.task_branch` is already rendered and validated.
@@ -18,13 +21,9 @@ Contract of each method:
   request per kind of object, never a request per task for the objects themselves.
 - `status(ref)`: one task in full, with its result parsed from the runner's result JSON (termination
   message / result file, the log marker `AGENTIC_RESULT: ` as fallback). `TaskNotFound` if no task
-  matches; `InvalidInput` on `base_branch` if the id exists on several feature branches.
-- `read_logs(refs, positions, max_lines)`: one non-blocking read. `refs=None` means every task.
-  Returns the lines after `positions` (at most `max_lines`, oldest first, each stream in order), the
-  positions after the returned lines (streams not read keep their position), each selected task that
-  exists with its phase (a selected task that does not exist is simply absent), and `more` when lines
-  were left for the next read. Reading again from the returned positions never repeats or skips a
-  line, also after the backend was unreachable in between.
+  matches; `InvalidInput` on `base_branch` if the id exists on several feature branches (`pick_one`).
+- `log_streams(refs)` and `read_stream(stream, position)`: the raw log streams for the relay
+  (`mcp_server.logs.relay`, which merges and tracks positions once for every backend).
 - `cancel(ref)`: stop and delete the task (its Job and pods / its process). Idempotent: a task that
   is gone already gives a result with nothing deleted.
 - `cleanup(older_than_seconds, dry_run)`: delete finished tasks finished longer ago than
@@ -34,32 +33,34 @@ Contract of each method:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
+from mcp_server.errors import InvalidInput
+from mcp_server.logs.relay import LogSource
 from mcp_server.models import (
     BackendName,
     CancelResult,
     CleanupResult,
-    LogBatch,
-    StreamPosition,
     TaskHandle,
     TaskRef,
     TaskSpec,
     TaskStatus,
 )
 
+T = TypeVar("T")
+
 
 @runtime_checkable
-class Backend(Protocol):
+class Backend(LogSource, Protocol):
     name: BackendName
     environment: str
     namespace: str
 
-    def branch_pattern(self) -> str:
-        """The pattern of task branch names, e.g. `agentic/{base_branch}/{task_id}`."""
-        ...
+    def branch_pattern(self) -> str: ...
+
+    def default_base_branch(self) -> str | None: ...
 
     def spawn(self, spec: TaskSpec) -> TaskHandle: ...
 
@@ -67,13 +68,22 @@ class Backend(Protocol):
 
     def status(self, ref: TaskRef) -> TaskStatus: ...
 
-    def read_logs(
-        self, refs: Sequence[TaskRef] | None, positions: Mapping[str, StreamPosition], max_lines: int
-    ) -> LogBatch: ...
-
     def cancel(self, ref: TaskRef) -> CancelResult: ...
 
     def cleanup(self, older_than_seconds: float | None, dry_run: bool) -> CleanupResult: ...
+
+
+def pick_one(ref: TaskRef, found: Sequence[T], base_branch: Callable[[T], str | None]) -> T | None:
+    """The one task `ref` names among `found` (its matches), None when there is none; refused on
+    `base_branch` when the id exists on several feature branches and `ref` names none."""
+    if len(found) > 1:
+        branches = sorted(base_branch(item) or "?" for item in found)
+        raise InvalidInput(
+            "base_branch",
+            f"task {ref.task_id} exists on several feature branches ({', '.join(branches)}) and none was given",
+            f"one of {', '.join(branches)}",
+        )
+    return found[0] if found else None
 
 
 def cleanup_choice(

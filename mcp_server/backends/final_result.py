@@ -17,9 +17,10 @@ from typing import Any
 
 import urllib3
 
-from mcp_server import logs, naming
+from mcp_server import naming
 from mcp_server.errors import RunnerError
 from mcp_server.kube import Access, BadRequest, KubeClient, NotFound
+from mcp_server.logs.results import result_from_lines
 from mcp_server.models import TaskResult
 
 MARGIN_SECONDS = 10.0
@@ -85,7 +86,7 @@ class FinalResult:
                 break
         self.close()
         self._ended.wait(AFTER_GONE_SECONDS)
-        return logs.result_from_lines(list(self._lines))
+        return result_from_lines(list(self._lines))
 
     def close(self) -> None:
         """End the stream (its reader thread ends with it)."""

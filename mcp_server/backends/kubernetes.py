@@ -14,22 +14,23 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from mcp_server import logs, naming
-from mcp_server.backends.base import cleanup_choice
+from mcp_server import naming
+from mcp_server.backends.base import cleanup_choice, pick_one
 from mcp_server.backends.final_result import FinalResult
 from mcp_server.config import EnvironmentSettings, Settings
-from mcp_server.errors import Conflict, InvalidInput, RunnerError, TaskNotFound
+from mcp_server.defaults import chart_defaults
+from mcp_server.errors import Conflict, RunnerError, TaskNotFound
 from mcp_server.jobstatus import derive_status, newest, pod_started, pod_terminated
 from mcp_server.kube import Access, AlreadyExists, BadRequest, KubeClient, NotFound, load_api_client
+from mcp_server.logs.positions import parse_timestamped, since_time
+from mcp_server.logs.relay import LogStream, StreamRead, TaskStreams
+from mcp_server.logs.results import result_from_lines
 from mcp_server.models import (
     CancelResult,
     CleanupItem,
     CleanupResult,
-    LogBatch,
-    LogLine,
     StreamPosition,
     TaskHandle,
-    TaskLogState,
     TaskRef,
     TaskResult,
     TaskSpec,
@@ -102,7 +103,7 @@ class KubernetesBackend:
         return self.pod_template().get("metadata", {}).get("annotations") or {}
 
     def branch_pattern(self) -> str:
-        return self._template_defaults().get(naming.TEMPLATE_BRANCH_PATTERN) or naming.DEFAULT_BRANCH_PATTERN
+        return self._template_defaults().get(naming.TEMPLATE_BRANCH_PATTERN) or chart_defaults().branch_pattern
 
     def default_base_branch(self) -> str | None:
         return self._template_defaults().get(naming.TEMPLATE_DEFAULT_BASE_BRANCH) or None
@@ -296,19 +297,8 @@ class KubernetesBackend:
 
     def _one(self, ref: TaskRef) -> tuple[Obj | None, list[Obj]]:
         jobs, pods_by_job = self._jobs_and_pods(ref)
-        if not jobs:
-            return None, []
-        if len(jobs) > 1:
-            branches = sorted(
-                (j["metadata"].get("annotations") or {}).get(naming.ANNOTATION_BASE_BRANCH, "?") for j in jobs
-            )
-            raise InvalidInput(
-                "base_branch",
-                f"task {ref.task_id} exists on several feature branches "
-                f"({', '.join(branches)}) and none was given",
-                f"one of {', '.join(branches)}",
-            )
-        return jobs[0], pods_by_job[jobs[0]["metadata"]["name"]]
+        job = pick_one(ref, jobs, _base_branch)
+        return (job, pods_by_job[job["metadata"]["name"]]) if job is not None else (None, [])
 
     def status(self, ref: TaskRef) -> TaskStatus:
         job, pods = self._one(ref)
@@ -322,87 +312,40 @@ class KubernetesBackend:
                 for line in self._log(pod["metadata"]["name"], {"tailLines": 50}).splitlines()
                 if line.strip()
             ]
-        log_result = logs.result_from_lines(tail) if pod is not None and pod_terminated(pod) else None
+        log_result = result_from_lines(tail) if pod is not None and pod_terminated(pod) else None
         return derive_status(
             job, pods, self.environment, datetime.now(UTC), tail[-1] if tail else None, log_result
         )
 
     # -- logs ------------------------------------------------------------------------------------
 
-    def _read_stream(self, pod: Obj, position: StreamPosition) -> tuple[list[logs.RawLine], bool, bool]:
-        """New lines of one pod after `position`; whether the read may be incomplete (byte limit) and
-        whether the stream is complete (the pod had terminated before the read)."""
-        name = pod["metadata"]["name"]
-        complete = pod_terminated(pod)
-        query: dict[str, Any] = {"timestamps": "true", "limitBytes": LOG_LIMIT_BYTES}
-        if position.after:
-            query["sinceTime"] = logs.since_time(position.after)
-        body = self._log(name, query)
-        truncated = len(body.encode("utf-8")) >= LOG_LIMIT_BYTES
-        lines = logs.after_position(logs.parse_timestamped(name, body, truncated), position)
-        return lines, truncated, complete and not truncated
-
-    def read_logs(
-        self, refs: Sequence[TaskRef] | None, positions: Mapping[str, StreamPosition], max_lines: int
-    ) -> LogBatch:
+    def log_streams(self, refs: Sequence[TaskRef] | None) -> list[TaskStreams]:
+        """Each selected task with its started pods (one LIST of Jobs, one of pods)."""
         jobs, pods_by_job = self._jobs_and_pods()
         if refs is not None:
-            jobs = [j for j in jobs if any(_matches(j, ref) for ref in refs)]
-        statuses = {s.job: s for s in self._statuses(jobs, pods_by_job, last_lines=False)}
-
-        readable: list[tuple[str, Obj]] = []  # (job, pod)
-        for job in jobs:
-            job_name = job["metadata"]["name"]
-            for pod in pods_by_job.get(job_name, []):
-                position = positions.get(pod["metadata"]["name"], StreamPosition())
-                if not position.done and pod_started(pod):
-                    readable.append((job_name, pod))
-
-        def read(item: tuple[str, Obj]) -> tuple[list[logs.RawLine], bool, bool]:
-            pod_name = item[1]["metadata"]["name"]
-            return self._read_stream(item[1], positions.get(pod_name, StreamPosition()))
-
-        if len(readable) > 1:
-            with ThreadPoolExecutor(max_workers=min(LOG_READERS, len(readable))) as pool:
-                results = list(pool.map(read, readable))
-        else:
-            results = [read(item) for item in readable]
-
-        streams = {item[1]["metadata"]["name"]: res[0] for item, res in zip(readable, results, strict=True)}
-        delivered, more = logs.merge_streams(streams, max_lines)
-        more = more or any(res[1] for res in results)
-        owner = {item[1]["metadata"]["name"]: item[0] for item in readable}
-
-        new_positions = dict(positions)
-        if refs is None:  # every task is selected: forget streams of pods that are gone
-            alive = {p["metadata"]["name"] for pods in pods_by_job.values() for p in pods}
-            new_positions = {k: v for k, v in new_positions.items() if k in alive}
-        for (_job, pod), (lines, _truncated, complete) in zip(readable, results, strict=True):
-            pod_name = pod["metadata"]["name"]
-            mine = [line for line in delivered if line.stream == pod_name]
-            done = complete and len(mine) == len(lines)
-            new_positions[pod_name] = logs.advance(positions.get(pod_name, StreamPosition()), mine, done)
-
-        out_lines = [
-            LogLine(
-                task_id=statuses[owner[line.stream]].task_id,
-                job=owner[line.stream],
-                stream=line.stream,
-                time=line.time,
-                text=line.text,
+            jobs = [j for j in jobs if any(ref.matches(*_ids(j)) for ref in refs)]
+        statuses = self._statuses(jobs, pods_by_job, last_lines=False)
+        return [
+            TaskStreams(
+                status,
+                tuple(
+                    LogStream(pod["metadata"]["name"], ended=pod_terminated(pod))
+                    for pod in pods_by_job.get(status.job, [])
+                    if pod_started(pod)
+                ),
             )
-            for line in delivered
+            for status in statuses
         ]
-        tasks = []
-        for job in jobs:
-            status = statuses[job["metadata"]["name"]]
-            pods = pods_by_job.get(status.job, [])
-            drained = all(
-                new_positions.get(p["metadata"]["name"], StreamPosition()).done or not pod_started(p)
-                for p in pods
-            )
-            tasks.append(TaskLogState.from_status(status, drained))
-        return LogBatch(lines=out_lines, positions=new_positions, tasks=tasks, more=more)
+
+    def read_stream(self, stream: str, position: StreamPosition) -> StreamRead:
+        """The `agent` container's log of pod `stream` from the second of `position` on (timestamps,
+        at most LOG_LIMIT_BYTES: a cut read says so and its last, maybe partial, line is dropped)."""
+        query: dict[str, Any] = {"timestamps": "true", "limitBytes": LOG_LIMIT_BYTES}
+        if position.after:
+            query["sinceTime"] = since_time(position.after)
+        body = self._log(stream, query)
+        truncated = len(body.encode("utf-8")) >= LOG_LIMIT_BYTES
+        return StreamRead(parse_timestamped(stream, body, truncated), truncated)
 
     # -- cancel / cleanup ------------------------------------------------------------------------
 
@@ -488,11 +431,11 @@ def _reported(result: TaskResult | None) -> str:
     return f" The agent reported {result.status}: {result.commits} commit(s), {pushed}."
 
 
-def _matches(job: Obj, ref: TaskRef) -> bool:
+def _ids(job: Obj) -> tuple[str | None, str | None]:
+    """The task id and base branch of a task's Job."""
     meta = job["metadata"]
-    if (meta.get("labels") or {}).get(naming.LABEL_TASK_ID) != ref.task_id:
-        return False
-    return (
-        ref.base_branch is None
-        or (meta.get("annotations") or {}).get(naming.ANNOTATION_BASE_BRANCH) == ref.base_branch
-    )
+    return (meta.get("labels") or {}).get(naming.LABEL_TASK_ID), _base_branch(job)
+
+
+def _base_branch(job: Obj) -> str | None:
+    return (job["metadata"].get("annotations") or {}).get(naming.ANNOTATION_BASE_BRANCH)

@@ -1,24 +1,13 @@
 """Tasks as local processes of the same runner, each in its own git worktree of the developer's
 repository (`.agentic-sdlc/worktrees/<base>-<task>`, see `mcp_server.worktrees`).
 
-Each task has a small state directory `.agentic-sdlc/state/<environment>/<job>/`:
-
-    spec.json      the task as spawned (TaskSpec + created_at + deadline); never a secret
-    context.json   the task context the runner reads (AGENTIC_TASK_CONTEXT_FILE)
-    process.json   the supervisor's pid and process start time (to tell a reused pid apart)
-    runner.json    the runner's pid and when it started (written by the supervisor)
-    log            the runner's stdout, each line prefixed with an RFC 3339 timestamp
-    result.json    the runner's result JSON (AGENTIC_RESULT_FILE)
-    exit.json      the runner's exit code and when it ended (written last)
-    cancel.json    while a cancel is under way: the pid and start time of the process cancelling
-    opencode.db    the agent's OpenCode session database (OPENCODE_DB)
-
-A task runs under a detached supervisor (`python -m mcp_server.backends.local supervise <dir>`) that
-starts the runner (`python -m mcp_server.runner run-task` with AGENTIC_WORKTREE_REPO set), stamps
-its lines into `log`, forwards SIGTERM (cancel) and writes `exit.json`. The supervisor does not
-depend on the server: restart the server and every task is still there, read back from these files,
-the worktrees and the branches. The runner gets the server's environment (the developer's git
-credentials, LLM keys, OpenCode login), never written to disk.
+Each task has a state directory `.agentic-sdlc/state/<environment>/<job>/` (`local_state`) and runs
+under a detached supervisor (`local_supervisor`) that starts the runner (`python -m
+mcp_server.runner run-task` with AGENTIC_WORKTREE_REPO set), stamps its lines into the task's log,
+forwards SIGTERM (cancel) and records the exit. Restart the server and every task is still there,
+read back from these files, the worktrees and the branches. The runner gets the server's
+environment (the developer's git credentials, LLM keys, OpenCode login), never written to disk.
+Task defaults (timeout) are the chart's values (`mcp_server.defaults`), as for a cluster.
 
 Mapping to the Kubernetes backend: job name -> state directory name (the same deterministic
 `naming.job_name`), pod -> the supervisor process (`pid-<n>`), namespace -> "local",
@@ -29,7 +18,6 @@ Job deletion (cancel) -> SIGTERM, wait for the runner to push its work, delete t
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -37,36 +25,36 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
-from mcp_server import logs, naming, worktrees
-from mcp_server.backends.base import cleanup_choice
+from mcp_server import naming, worktrees
+from mcp_server.backends.base import cleanup_choice, pick_one
+from mcp_server.backends.local_state import TaskFiles, TaskSnapshot, start_time, this_process, write_json
 from mcp_server.config import EnvironmentSettings, Settings
+from mcp_server.defaults import chart_defaults
 from mcp_server.errors import ConfigError, Conflict, InvalidInput, TaskNotFound
+from mcp_server.logs.positions import parse_timestamped
+from mcp_server.logs.relay import LogStream, StreamRead, TaskStreams
+from mcp_server.logs.results import runner_step
 from mcp_server.models import (
     CANCELLING,
-    FINISHED_PHASES,
     CancelResult,
     CleanupItem,
     CleanupResult,
-    LogBatch,
-    LogLine,
     Phase,
     StreamPosition,
     TaskHandle,
-    TaskLogState,
     TaskRef,
-    TaskResult,
     TaskSpec,
     TaskStatus,
 )
+from mcp_server.timeutil import now, parse_time
 
 STATE_DIR = Path(".agentic-sdlc") / "state"
 NAMESPACE = "local"
-DEFAULT_TIMEOUT_MINUTES = 120
 CANCEL_WAIT_SECONDS = 40.0
+LOG_LIMIT_BYTES = 4 * 1024 * 1024
 RESULT_PHASES: dict[str, Phase] = {
     "succeeded": "succeeded",
     "no_changes": "succeeded",
@@ -74,102 +62,6 @@ RESULT_PHASES: dict[str, Phase] = {
     "timed_out": "timed_out",
     "cancelled": "cancelled",
 }
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _stamp(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}000Z"
-
-
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, default=str))
-    os.replace(tmp, path)
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _start_time(pid: int) -> str | None:
-    """The process's start time (clock ticks since boot) and None if it is gone or a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[-1].split()
-    if not fields or fields[0] == "Z":
-        return None
-    return fields[19]
-
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-def _this_process() -> dict[str, Any]:
-    return {"pid": os.getpid(), "start_time": _start_time(os.getpid())}
-
-
-def _lives(record: Mapping[str, Any] | None) -> bool:
-    """The process a record `{"pid", "start_time"}` names still runs (not a reused pid)."""
-    if not record:
-        return False
-    pid = int(record["pid"])
-    _reap(pid)
-    return _start_time(pid) == record.get("start_time")
-
-
-class TaskFiles:
-    """The state directory of one task."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    @property
-    def job(self) -> str:
-        return self.path.name
-
-    def spec(self) -> dict[str, Any] | None:
-        return _read_json(self.path / "spec.json")
-
-    def process(self) -> dict[str, Any] | None:
-        return _read_json(self.path / "process.json")
-
-    def exit(self) -> dict[str, Any] | None:
-        return _read_json(self.path / "exit.json")
-
-    def result(self) -> TaskResult | None:
-        try:
-            text = (self.path / "result.json").read_text()
-        except OSError:
-            text = ""
-        return logs.parse_result(text) or logs.result_from_lines(self.log_texts()[-5:])
-
-    def log_body(self) -> str:
-        try:
-            return (self.path / "log").read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return ""
-
-    def log_texts(self) -> list[str]:
-        return [line.text for line in logs.parse_timestamped(self.job, self.log_body())]
-
-    def alive(self) -> bool:
-        return _lives(self.process())
-
-    def cancelling(self) -> bool:
-        """A cancel is under way: the process that started it still runs (one that died midway
-        leaves a task that is simply finished)."""
-        return _lives(_read_json(self.path / "cancel.json"))
 
 
 class LocalBackend:
@@ -187,7 +79,10 @@ class LocalBackend:
         self._environ = dict(os.environ if environ is None else environ)
 
     def branch_pattern(self) -> str:
-        return naming.DEFAULT_BRANCH_PATTERN
+        return chart_defaults().branch_pattern
+
+    def default_base_branch(self) -> str | None:
+        return None  # a local task always runs in a repository: its current branch is the default
 
     # -- spawn -----------------------------------------------------------------------------------
 
@@ -202,11 +97,11 @@ class LocalBackend:
             files.path.mkdir()
         except FileExistsError:
             return self._existing(files, spec)
-        created = _now()
-        minutes = spec.timeout_minutes or DEFAULT_TIMEOUT_MINUTES
-        deadline = created + timedelta(minutes=minutes)
+        created = now()
+        seconds = spec.timeout_minutes * 60 if spec.timeout_minutes else chart_defaults().timeout_seconds
+        deadline = created + timedelta(seconds=seconds)
         context = {**spec.context().model_dump(mode="json"), "deadline": deadline.isoformat()}
-        _write_json(files.path / "context.json", context)
+        write_json(files.path / "context.json", context)
         (files.path / "log").touch()
         env = {
             **self._environ,
@@ -219,7 +114,7 @@ class LocalBackend:
             "OPENCODE_DB": str(files.path / "opencode.db"),
         }
         proc = subprocess.Popen(
-            [sys.executable, "-m", "mcp_server.backends.local", "supervise", str(files.path)],
+            [sys.executable, "-m", "mcp_server.backends.local_supervisor", str(files.path)],
             cwd=self.repo,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -227,9 +122,9 @@ class LocalBackend:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        _write_json(files.path / "process.json", {"pid": proc.pid, "start_time": _start_time(proc.pid)})
+        write_json(files.path / "process.json", {"pid": proc.pid, "start_time": start_time(proc.pid)})
         # spec.json last: its presence says the task is fully set up
-        _write_json(
+        write_json(
             files.path / "spec.json",
             {
                 **spec.model_dump(mode="json"),
@@ -287,152 +182,73 @@ class LocalBackend:
 
     # -- reading ---------------------------------------------------------------------------------
 
-    def _tasks(self) -> list[TaskFiles]:
+    def _tasks(self) -> list[tuple[TaskFiles, dict]]:
+        """Every fully set up task with its spec, newest first (each spec.json read once)."""
         if not self.state.is_dir():
             return []
-        found = [TaskFiles(p) for p in self.state.iterdir() if p.is_dir() and (p / "spec.json").is_file()]
-        found.sort(key=lambda f: (f.spec() or {}).get("created_at", ""), reverse=True)
+        found = []
+        for path in self.state.iterdir():
+            files = TaskFiles(path)
+            spec = files.spec() if path.is_dir() else None
+            if spec is not None:
+                found.append((files, spec))
+        found.sort(key=lambda item: item[1].get("created_at", ""), reverse=True)
         return found
 
-    def _status(self, files: TaskFiles, last_line: bool = True) -> TaskStatus:
-        spec = files.spec() or {}
-        alive = files.alive()
-        exit_info = files.exit()  # after alive(): a run that just ended has written it
-        result = files.result() if exit_info is not None else None
-        texts = files.log_texts()
-        now = _now()
-        created = _parse(spec.get("created_at"))
-        finished = _parse(exit_info.get("finished_at")) if exit_info else None
-        started = _parse((_read_json(files.path / "runner.json") or {}).get("started_at")) or created
-        phase: Phase
-        reason = None
-        if exit_info is not None:
-            phase = RESULT_PHASES.get(result.status, "failed") if result else "failed"
-            reason = "DeadlineExceeded" if phase == "timed_out" else None
-            if result is None:
-                reason = "NoResult"
-            if files.cancelling():  # as a Job being deleted: cancelled, whatever the run ended with
-                phase, reason = "cancelled", CANCELLING
-        elif alive:
-            phase = "running"
-        elif files.process() is None:
-            phase = "pending"
-        else:
-            phase, reason = "failed", "ProcessLost"
-        step = None
-        for text in reversed(texts):
-            step = logs.runner_step(text)
-            if step:
-                break
-        pid = (files.process() or {}).get("pid")
-        return TaskStatus(
-            task_id=spec.get("task_id", ""),
-            environment=self.environment,
-            namespace=self.namespace,
-            job=files.job,
-            backend="local",
-            base_branch=spec.get("base_branch"),
-            branch=spec.get("task_branch"),
-            repo=spec.get("repo"),
-            description=spec.get("description"),
-            phase=phase,
-            step=step,
-            reason=reason,
-            created_at=created,
-            started_at=started,
-            finished_at=finished,
-            age_seconds=(now - created).total_seconds() if created else None,
-            duration_seconds=((finished or now) - started).total_seconds() if started else None,
-            node=os.uname().nodename,
-            pods=[f"pid-{pid}"] if pid else [],
-            exit_code=exit_info.get("exit_code") if exit_info else None,
-            last_log_line=(texts[-1] if texts else None) if last_line else None,
-            result=result,
-        )
+    def _status(self, files: TaskFiles, last_line: bool = True, spec: dict | None = None) -> TaskStatus:
+        snap = files.snapshot(spec)
+        tail = files.tail_texts() if last_line or snap.exit is not None else []
+        return _status_of(self, files, snap, tail, last_line)
 
     def list_tasks(self) -> list[TaskStatus]:
-        return [self._status(files) for files in self._tasks()]
+        return [self._status(files, spec=spec) for files, spec in self._tasks()]
 
-    def _matching(self, ref: TaskRef) -> list[TaskFiles]:
-        found = []
-        for files in self._tasks():
-            spec = files.spec() or {}
-            if spec.get("task_id") == ref.task_id and ref.base_branch in (None, spec.get("base_branch")):
-                found.append(files)
-        return found
-
-    def _one(self, ref: TaskRef) -> TaskFiles | None:
-        found = self._matching(ref)
-        if len(found) > 1:
-            branches = sorted((f.spec() or {}).get("base_branch", "?") for f in found)
-            raise InvalidInput(
-                "base_branch",
-                f"task {ref.task_id} exists on several feature branches ({', '.join(branches)}) and none was given",
-                f"one of {', '.join(branches)}",
-            )
-        return found[0] if found else None
+    def _one(self, ref: TaskRef) -> tuple[TaskFiles, dict] | None:
+        found = [item for item in self._tasks() if ref.matches(item[1].get("task_id"), item[1].get("base_branch"))]
+        return pick_one(ref, found, lambda item: item[1].get("base_branch"))
 
     def status(self, ref: TaskRef) -> TaskStatus:
-        files = self._one(ref)
-        if files is None:
+        one = self._one(ref)
+        if one is None:
             on = f" on base branch {ref.base_branch!r}" if ref.base_branch else ""
             raise TaskNotFound(
                 f"no task {ref.task_id}{on} in the local environment {self.environment!r} "
                 f"(state in {self.state}). list_agents shows the tasks that exist."
             )
-        return self._status(files)
+        return self._status(one[0], spec=one[1])
 
-    def read_logs(
-        self, refs: Sequence[TaskRef] | None, positions: Mapping[str, StreamPosition], max_lines: int
-    ) -> LogBatch:
+    # -- logs ------------------------------------------------------------------------------------
+
+    def log_streams(self, refs: Sequence[TaskRef] | None) -> list[TaskStreams]:
+        """Each selected task with its one stream, its log file (named like the task's job)."""
         tasks = self._tasks()
         if refs is not None:
-            tasks = [t for t in tasks if any(_matches(t, ref) for ref in refs)]
-        statuses = {t.job: self._status(t, last_line=False) for t in tasks}
-        streams: dict[str, list[logs.RawLine]] = {}
-        complete: dict[str, bool] = {}
-        for files in tasks:
-            position = positions.get(files.job, StreamPosition())
-            if position.done:
-                continue
-            finished = statuses[files.job].phase in FINISHED_PHASES  # checked before reading: no line lost
-            streams[files.job] = logs.after_position(logs.parse_timestamped(files.job, files.log_body()), position)
-            complete[files.job] = finished
-        delivered, more = logs.merge_streams(streams, max_lines)
-        new_positions = dict(positions)
-        if refs is None:
-            names = {t.job for t in tasks}
-            new_positions = {k: v for k, v in new_positions.items() if k in names}
-        for job, lines in streams.items():
-            mine = [line for line in delivered if line.stream == job]
-            done = complete[job] and len(mine) == len(lines)
-            new_positions[job] = logs.advance(positions.get(job, StreamPosition()), mine, done)
-        out = [
-            LogLine(
-                task_id=statuses[line.stream].task_id,
-                job=line.stream,
-                stream=line.stream,
-                time=line.time,
-                text=line.text,
-            )
-            for line in delivered
-        ]
-        states = [
-            TaskLogState.from_status(s, drained=new_positions.get(s.job, StreamPosition()).done)
-            for s in statuses.values()
-        ]
-        return LogBatch(lines=out, positions=new_positions, tasks=states, more=more)
+            tasks = [t for t in tasks if any(r.matches(t[1].get("task_id"), t[1].get("base_branch")) for r in refs)]
+        selected = []
+        for files, spec in tasks:
+            status = self._status(files, last_line=False, spec=spec)  # before reading: no line lost
+            selected.append(TaskStreams(status, (LogStream(files.job, ended=status.finished),)))
+        return selected
+
+    def read_stream(self, stream: str, position: StreamPosition) -> StreamRead:
+        """The task's log from the byte offset of `position` on (the whole log for a position
+        without one, e.g. from an older cursor), at most LOG_LIMIT_BYTES."""
+        files = TaskFiles(self.state / stream)
+        offset = position.offset or 0
+        body, cut = files.read_log(offset, LOG_LIMIT_BYTES)
+        return StreamRead(parse_timestamped(stream, body, cut, offset=offset), cut)
 
     # -- cancel / cleanup ------------------------------------------------------------------------
 
     def cancel(self, ref: TaskRef) -> CancelResult:
-        files = self._one(ref)
-        if files is None:
+        one = self._one(ref)
+        if one is None:
             return CancelResult.nothing(ref.task_id, self.environment, self.namespace, "local run")
+        files = one[0]
         pid = (files.process() or {}).get("pid")
         was_running = files.exit() is None and files.alive()
         with contextlib.suppress(OSError):  # gone meanwhile: the removal below says so
-            _write_json(files.path / "cancel.json", _this_process())
+            write_json(files.path / "cancel.json", this_process())
         try:
             return self._stop_and_remove(ref, files, pid, was_running)
         finally:  # a cancel that failed midway is no longer under way
@@ -478,12 +294,12 @@ class LocalBackend:
         shutil.rmtree(files.path, ignore_errors=True)
 
     def cleanup(self, older_than_seconds: float | None, dry_run: bool) -> CleanupResult:
-        tasks = {files.job: files for files in self._tasks()}
-        statuses = [self._status(files, last_line=False) for files in tasks.values()]
-        taken, kept = cleanup_choice(statuses, older_than_seconds, _now())
+        tasks = {files.job: (files, spec) for files, spec in self._tasks()}
+        statuses = [self._status(files, last_line=False, spec=spec) for files, spec in tasks.values()]
+        taken, kept = cleanup_choice(statuses, older_than_seconds, now())
         if not dry_run:
             for status in taken:
-                self._remove(tasks[status.job])
+                self._remove(tasks[status.job][0])
         return CleanupResult.of(
             dry_run,
             [CleanupItem.from_status(status) for status in taken],
@@ -492,55 +308,54 @@ class LocalBackend:
         )
 
 
-def _parse(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return None
-
-
-def _matches(files: TaskFiles, ref: TaskRef) -> bool:
-    spec = files.spec() or {}
-    return spec.get("task_id") == ref.task_id and ref.base_branch in (None, spec.get("base_branch"))
-
-
-# -- the supervisor --------------------------------------------------------------------------------
-
-
-def supervise(task_dir: Path) -> int:
-    """Run the runner for the task in `task_dir`: stamp its lines into `log`, forward SIGTERM and
-    SIGINT, write `exit.json` when it ends."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mcp_server.runner", "run-task"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
+def _status_of(
+    backend: LocalBackend, files: TaskFiles, snap: TaskSnapshot, tail: list[str], last_line: bool
+) -> TaskStatus:
+    """A task's status from one snapshot of its state files and the end of its log."""
+    spec, exit_info = snap.spec, snap.exit
+    result = files.result(tail) if exit_info is not None else None
+    moment = now()
+    created = parse_time(spec.get("created_at"))
+    finished = parse_time(exit_info.get("finished_at")) if exit_info else None
+    started = parse_time((snap.runner or {}).get("started_at")) or created
+    phase: Phase
+    reason = None
+    if exit_info is not None:
+        phase = RESULT_PHASES.get(result.status, "failed") if result else "failed"
+        reason = "DeadlineExceeded" if phase == "timed_out" else None
+        if result is None:
+            reason = "NoResult"
+        if snap.cancelling:  # as a Job being deleted: cancelled, whatever the run ended with
+            phase, reason = "cancelled", CANCELLING
+    elif snap.alive:
+        phase = "running"
+    elif snap.process is None:
+        phase = "pending"
+    else:
+        phase, reason = "failed", "ProcessLost"
+    step = next((s for s in map(runner_step, reversed(tail)) if s), None)
+    pid = (snap.process or {}).get("pid")
+    return TaskStatus(
+        task_id=spec.get("task_id", ""),
+        environment=backend.environment,
+        namespace=backend.namespace,
+        job=files.job,
+        backend="local",
+        base_branch=spec.get("base_branch"),
+        branch=spec.get("task_branch"),
+        repo=spec.get("repo"),
+        description=spec.get("description"),
+        phase=phase,
+        step=step,
+        reason=reason,
+        created_at=created,
+        started_at=started,
+        finished_at=finished,
+        age_seconds=(moment - created).total_seconds() if created else None,
+        duration_seconds=((finished or moment) - started).total_seconds() if started else None,
+        node=os.uname().nodename,
+        pods=[f"pid-{pid}"] if pid else [],
+        exit_code=exit_info.get("exit_code") if exit_info else None,
+        last_log_line=(tail[-1] if tail else None) if last_line else None,
+        result=result,
     )
-    _write_json(task_dir / "runner.json", {"pid": proc.pid, "started_at": _now().isoformat()})
-
-    def forward(signum: int, _frame: object) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    assert proc.stdout is not None
-    with open(task_dir / "log", "a", encoding="utf-8") as log:
-        for line in proc.stdout:
-            log.write(f"{_stamp(_now())} {line.rstrip(chr(10))}\n")
-            log.flush()
-    code = proc.wait()
-    _write_json(task_dir / "exit.json", {"exit_code": code, "finished_at": _now().isoformat()})
-    return 0
-
-
-if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] != "supervise":
-        sys.stderr.write("usage: python -m mcp_server.backends.local supervise TASK_STATE_DIR\n")
-        raise SystemExit(2)
-    raise SystemExit(supervise(Path(sys.argv[2])))

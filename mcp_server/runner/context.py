@@ -10,7 +10,7 @@ from pydantic import ConfigDict, ValidationError, field_validator, model_validat
 
 from mcp_server import naming
 from mcp_server.errors import ConfigError, InvalidInput
-from mcp_server.models import TaskContext
+from mcp_server.runner.contract import TaskContext
 
 
 class RunnerContext(TaskContext):

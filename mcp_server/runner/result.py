@@ -91,13 +91,3 @@ def _cut(text: str | None, limit: int) -> str | None:
     if limit < 2:
         return ""
     return text[: limit - 1].rstrip() + "…"
-
-
-def parse_marker_line(line: str) -> TaskResult | None:
-    """The result from a stdout line `AGENTIC_RESULT: {...}`, or None if the line is not one."""
-    if not line.startswith(RESULT_MARKER):
-        return None
-    try:
-        return TaskResult.model_validate_json(line[len(RESULT_MARKER):])
-    except ValueError:
-        return None

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from mcp_server.defaults import chart_defaults
 from mcp_server.errors import ConfigError
 
 GitAuth = Literal["ssh", "token", "none"]
@@ -21,9 +22,6 @@ DEFAULT_CONTEXT_FILE = "/etc/agentic-sdlc/task/context.json"
 DEFAULT_WORKSPACE = "/workspace"
 DEFAULT_RESULT_FILE = "/dev/termination-log"
 DEFAULT_SSH_DIR = "/etc/agentic-sdlc/git-ssh"
-DEFAULT_AUTHOR_NAME = "Agentic SDLC Agent"
-DEFAULT_AUTHOR_EMAIL = "agent@agentic-sdlc.local"
-DEFAULT_AGENT = "build"
 
 
 @dataclass(frozen=True)
@@ -71,6 +69,7 @@ class Settings:
                 "from the git Secret (secretKeyRef), or AGENTIC_GIT_AUTH=ssh/none"
             )
         ssh_dir = Path(get("AGENTIC_GIT_SSH_DIR", DEFAULT_SSH_DIR))
+        chart = chart_defaults()  # what the chart's ConfigMap would set, for a runner without it
         worktree_repo = env.get("AGENTIC_WORKTREE_REPO", "").strip()
         return cls(
             context_file=Path(get("AGENTIC_TASK_CONTEXT_FILE", DEFAULT_CONTEXT_FILE)),
@@ -80,11 +79,11 @@ class Settings:
             ssh_dir=ssh_dir,
             known_hosts=Path(get("AGENTIC_GIT_KNOWN_HOSTS", str(ssh_dir / "known_hosts"))),
             git_username=get("AGENTIC_GIT_USERNAME", "x-access-token"),
-            author_name=get("AGENTIC_GIT_AUTHOR_NAME", DEFAULT_AUTHOR_NAME),
-            author_email=get("AGENTIC_GIT_AUTHOR_EMAIL", DEFAULT_AUTHOR_EMAIL),
+            author_name=get("AGENTIC_GIT_AUTHOR_NAME", chart.author_name),
+            author_email=get("AGENTIC_GIT_AUTHOR_EMAIL", chart.author_email),
             opencode_bin=get("AGENTIC_OPENCODE_BIN", "opencode"),
-            opencode_model=env.get("AGENTIC_OPENCODE_MODEL", "").strip() or None,
-            opencode_agent=get("AGENTIC_OPENCODE_AGENT", DEFAULT_AGENT),
+            opencode_model=env.get("AGENTIC_OPENCODE_MODEL", "").strip() or chart.model,
+            opencode_agent=get("AGENTIC_OPENCODE_AGENT", chart.agent),
             opencode_config=_json_object(env, "AGENTIC_OPENCODE_CONFIG"),
             clone_depth=_number(env, "AGENTIC_GIT_CLONE_DEPTH", 0, int, minimum=0),
             grace_seconds=_number(env, "AGENTIC_GRACE_SECONDS", 25.0, float, minimum=1),

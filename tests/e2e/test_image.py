@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from mcp_server.config import load_settings
+from mcp_server.models import SpawnTaskRequest, TaskRequest
 from mcp_server.service import RunnerService
 from tests.conftest import wait_until
 from tests.e2e.conftest import FINAL_TEXT, IMAGE_REPOSITORY, IMAGE_TAG, TASK_BRANCH, edit_script
@@ -61,14 +62,14 @@ def test_the_task_runs_in_the_image_as_the_cluster_would_run_it(
         kubeconfig = str(testenv.kubeconfig("developer"))
         environ = server_env(testenv, namespace, developer, AGENTIC_KUBECONFIG=kubeconfig)
         service = RunnerService(load_settings(environ=environ))
-        handle = service.spawn_task(
+        handle = service.spawn_task(SpawnTaskRequest(
             task_id="T001",
             description="Change the greeting in README.md to 'hello agent'",
             repo=url,
             base_branch=BASE_BRANCH,
             feature_dir="specs/001-feature",
             context_files=["specs/001-feature/plan.md"],
-        )
+        ))
         pod_name = cluster.pod_of(handle.job, running=False)
         pod = cluster.get("pod", pod_name)
 
@@ -114,7 +115,7 @@ def test_the_task_runs_in_the_image_as_the_cluster_would_run_it(
     # back in the cluster: the pod ends with this termination message; the server reads the result
     cluster.finish(pod_name, 0, run.termination_message)
     status = wait_until(
-        lambda: (s := service.status(task_id="T001")).phase == "succeeded" and s,
+        lambda: (s := service.status(TaskRequest(task_id="T001"))).phase == "succeeded" and s,
         timeout=60,
         message="the task to be succeeded",
     )

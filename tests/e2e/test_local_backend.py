@@ -17,7 +17,14 @@ import pytest
 from mcp_server import worktrees
 from mcp_server.backends.local import LocalBackend
 from mcp_server.config import load_settings
-from mcp_server.models import FINISHED_PHASES
+from mcp_server.models import (
+    FINISHED_PHASES,
+    CleanupRequest,
+    ListAgentsRequest,
+    SpawnTaskRequest,
+    StreamLogsRequest,
+    TaskRequest,
+)
 from mcp_server.service import RunnerService
 from tests.support.git_remotes import BASE_BRANCH, BareRemote, git
 from tests.support.runner_harness import SCRIPTED_API_KEY, offline_env
@@ -141,11 +148,14 @@ def test_three_tasks_on_one_branch_run_side_by_side_in_worktrees(
     base_sha = remote.sha(BASE_BRANCH)
     service, backend = make_service(repo, runner_env)
 
-    handles = [service.spawn_task(task_id=t, description=d, feature_dir="specs/001-feature") for t, d in TASKS.items()]
+    handles = [
+        service.spawn_task(SpawnTaskRequest(task_id=t, description=d, feature_dir="specs/001-feature"))
+        for t, d in TASKS.items()
+    ]
     assert [(h.task_id, h.branch, h.base_branch, h.created, h.backend) for h in handles] == [
         (t, f"agentic/001-feature/{t}", BASE_BRANCH, True, "local") for t in TASKS
     ]
-    again = service.spawn_task(task_id="T001", description=TASKS["T001"])
+    again = service.spawn_task(SpawnTaskRequest(task_id="T001", description=TASKS["T001"]))
     assert (again.created, again.job) == (False, handles[0].job)  # idempotent
 
     # all three agents did their edits and wait at the gate: three worktrees, three branches
@@ -153,25 +163,25 @@ def test_three_tasks_on_one_branch_run_side_by_side_in_worktrees(
     trees = worktrees.list_task_worktrees(repo)
     assert sorted(t.path.name for t in trees) == [f"001-feature-{t}" for t in TASKS]
     assert sorted(t.branch or "" for t in trees) == [f"agentic/001-feature/{t}" for t in TASKS]
-    listing = service.list_agents()
+    listing = service.list_agents(ListAgentsRequest())
     assert sorted((a.task_id, a.phase) for a in listing.agents) == [(t, "running") for t in TASKS]
     assert listing.counts["running"] == 3
     assert git("status", "--porcelain", cwd=repo) == ""  # the developer's checkout is untouched
 
     # a server restart: a new service finds the same tasks from the state directory
     restarted, _ = make_service(repo, runner_env)
-    assert sorted(a.task_id for a in restarted.list_agents().agents) == sorted(TASKS)
-    status = restarted.status(task_id="T002")
+    assert sorted(a.task_id for a in restarted.list_agents(ListAgentsRequest()).agents) == sorted(TASKS)
+    status = restarted.status(TaskRequest(task_id="T002"))
     assert (status.phase, status.step, status.backend) == ("running", "agent", "local")
 
     # logs so far, then the rest after the gate opens: no line twice, none missing
-    first = anyio.run(lambda: service.stream_logs(wait_seconds=0))
+    first = anyio.run(lambda: service.stream_logs(StreamLogsRequest(wait_seconds=0)))
     gate.set()
     wait_for(lambda: all(s.phase in FINISHED_PHASES for s in backend.list_tasks()), what="three finished tasks")
     chunks = [first]
     while not chunks[-1].all_finished:
         cursor = chunks[-1].cursor
-        chunks.append(anyio.run(lambda c=cursor: restarted.stream_logs(cursor=c, wait_seconds=2)))
+        chunks.append(anyio.run(lambda c=cursor: restarted.stream_logs(StreamLogsRequest(cursor=c, wait_seconds=2))))
     delivered = [(line.task_id, line.text) for chunk in chunks for line in chunk.lines]
     for task_id in TASKS:
         mine = [text for tid, text in delivered if tid == task_id]
@@ -187,7 +197,7 @@ def test_three_tasks_on_one_branch_run_side_by_side_in_worktrees(
     # results: each task pushed its own branch with its own change; worktrees gone, branches stay
     files = {"T001": ["README.md"], "T002": ["docs/T002.md"], "T003": ["src/app.py"]}
     for task_id in TASKS:
-        status = service.status(task_id=task_id)
+        status = service.status(TaskRequest(task_id=task_id))
         assert status.phase == "succeeded" and status.exit_code == 0 and status.result is not None
         assert (status.result.status, status.result.pushed, status.result.commits) == ("succeeded", True, 1)
         assert status.result.files_changed == files[task_id]
@@ -202,11 +212,11 @@ def test_three_tasks_on_one_branch_run_side_by_side_in_worktrees(
     assert remote.show("agentic/001-feature/T003", "src/app.py") == 'def greet() -> str:\n    return "hi"\n'
 
     # cleanup removes the finished tasks' state; the branches stay
-    dry = service.cleanup(dry_run=True)
+    dry = service.cleanup(CleanupRequest(dry_run=True))
     assert sorted(i.task_id for i in dry.deleted) == sorted(TASKS) and dry.dry_run
-    done = service.cleanup()
+    done = service.cleanup(CleanupRequest())
     assert sorted(i.task_id for i in done.deleted) == sorted(TASKS)
-    assert service.list_agents().agents == []
+    assert service.list_agents(ListAgentsRequest()).agents == []
     assert {f"agentic/001-feature/{t}" for t in TASKS} <= set(remote.branches())
 
 
@@ -217,11 +227,11 @@ def test_cancel_stops_the_task_and_keeps_its_work_on_the_branch(
     model: ScriptedModel,
 ) -> None:
     service, backend = make_service(developer_repo, runner_env)
-    handle = service.spawn_task(task_id="T004", description="Write docs/T004.md")
+    handle = service.spawn_task(SpawnTaskRequest(task_id="T004", description="Write docs/T004.md"))
     model.recorded.wait_for(2)  # the file is written, the agent waits on the model
-    assert service.status(task_id="T004").phase == "running"
+    assert service.status(TaskRequest(task_id="T004")).phase == "running"
 
-    result = service.cancel(task_id="T004")
+    result = service.cancel(TaskRequest(task_id="T004"))
     assert result.deleted_jobs == [handle.job] and len(result.deleted_pods) == 1
     assert result.message.startswith("cancelled task T004: stopped and deleted the local run")
     assert "agentic/001-feature/T004" in result.message
@@ -234,8 +244,8 @@ def test_cancel_stops_the_task_and_keeps_its_work_on_the_branch(
     assert result.result.head_sha == remote.sha("agentic/001-feature/T004")
     assert worktrees.list_task_worktrees(developer_repo) == []
     assert not (backend.state / handle.job).exists()
-    assert service.list_agents().agents == []
-    again = service.cancel(task_id="T004")
+    assert service.list_agents(ListAgentsRequest()).agents == []
+    again = service.cancel(TaskRequest(task_id="T004"))
     assert (again.deleted_jobs, again.message) == (
         [],
         "task T004 has no local run: nothing to cancel (it is gone already).",

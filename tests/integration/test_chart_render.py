@@ -286,28 +286,31 @@ def test_token_auth_reaches_the_agent_only_through_secret_key_refs(helm: Helm) -
     ({"policy": "delete"}, "300"), ({"policy": "delete", "deleteAfterSeconds": 60}, "60"),
     ({"policy": "keepFor", "keepForHours": 48}, "172800"), ({"policy": "keep"}, None),
 ])
-def test_task_defaults_are_podtemplate_annotations_and_configmap_entries(
+def test_task_defaults_are_podtemplate_annotations_for_the_server_and_configmap_env_for_the_runner(
         helm: Helm, cleanup: dict[str, Any], ttl: str | None) -> None:
     docs = render_chart(helm, {"task": {"cleanup": cleanup, "timeoutSeconds": 5400, "backoffLimit": 1,
                                         "branchPattern": "agent/{task_id}", "baseBranch": "develop"},
                                "opencode": {"model": "anthropic/claude-sonnet-4-5", "agent": "plan"}})
     annotations = podtemplate(docs)["metadata"]["annotations"]
+    # One channel per consumer: the server reads exactly these annotations ...
     expected = {
         "agentic-sdlc.dev/active-deadline-seconds": "5400",
-        "agentic-sdlc.dev/cleanup-policy": cleanup["policy"],
         "agentic-sdlc.dev/backoff-limit": "1",
         "agentic-sdlc.dev/branch-pattern": "agent/{task_id}",
         "agentic-sdlc.dev/default-base-branch": "develop",
-        "agentic-sdlc.dev/default-model": "anthropic/claude-sonnet-4-5",
-        "agentic-sdlc.dev/default-agent": "plan",
     }
     if ttl is not None:
         expected["agentic-sdlc.dev/ttl-seconds-after-finished"] = ttl
     assert annotations == expected
+    # ... and the runner exactly these variables; nothing travels through a channel nobody reads.
     data = find(docs, "ConfigMap")["data"]
-    assert data.get("AGENTIC_TTL_SECONDS_AFTER_FINISHED") == ttl
-    assert data["AGENTIC_TIMEOUT_SECONDS"] == "5400" and data["AGENTIC_BRANCH_PATTERN"] == "agent/{task_id}"
-    assert data["AGENTIC_OPENCODE_MODEL"] == "anthropic/claude-sonnet-4-5"
+    assert data == {
+        "AGENTIC_GIT_AUTH": "none",
+        "AGENTIC_GIT_AUTHOR_NAME": "Agentic SDLC Agent",
+        "AGENTIC_GIT_AUTHOR_EMAIL": "agent@agentic-sdlc.local",
+        "AGENTIC_OPENCODE_MODEL": "anthropic/claude-sonnet-4-5",
+        "AGENTIC_OPENCODE_AGENT": "plan",
+    }
 
 
 def test_defaults_two_hour_timeout_backoff_zero_and_no_model(helm: Helm) -> None:

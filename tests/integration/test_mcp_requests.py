@@ -13,6 +13,7 @@ import pytest
 from mcp_server.backends.kubernetes import KubernetesBackend
 from mcp_server.config import load_settings
 from mcp_server.kube import Access, KubeClient, load_api_client
+from mcp_server.models import ListAgentsRequest, SpawnTaskRequest, StreamLogsRequest, TaskRequest
 from mcp_server.service import RunnerService
 from tests.support.runner_env import Cluster, install_chart, make_repo, server_env
 from tests.support.testenv import TestEnv
@@ -56,21 +57,21 @@ def test_list_and_logs_make_one_list_per_kind_and_namespace(testenv: TestEnv, na
     service = RunnerService(settings, lambda e, s: KubernetesBackend(e, s, kube=client))
     cluster = Cluster(testenv, namespace)
     for i in range(TASKS):
-        handle = service.spawn_task(task_id=f"T{i:03d}", description=f"task {i}")
+        handle = service.spawn_task(SpawnTaskRequest(task_id=f"T{i:03d}", description=f"task {i}"))
         cluster.log(cluster.pod_of(handle.job), f"T{i:03d} working")
 
     client.calls.clear()
-    listed = service.list_agents()
+    listed = service.list_agents(ListAgentsRequest())
     assert len(listed.agents) == TASKS
     assert sorted(kinds(client.calls, namespace)) == ["GET log"] * TASKS + ["LIST jobs", "LIST pods"]
     assert {a.last_log_line for a in listed.agents} == {f"T{i:03d} working" for i in range(TASKS)}
 
     client.calls.clear()
-    chunk = anyio.run(lambda: service.stream_logs(wait_seconds=0))
+    chunk = anyio.run(lambda: service.stream_logs(StreamLogsRequest(wait_seconds=0)))
     assert len(chunk.lines) == TASKS
     assert sorted(kinds(client.calls, namespace)) == ["GET log"] * TASKS + ["LIST jobs", "LIST pods"]
 
     client.calls.clear()
-    status = service.status(task_id="T003")
+    status = service.status(TaskRequest(task_id="T003"))
     assert status.last_log_line == "T003 working"
     assert sorted(kinds(client.calls, namespace)) == ["GET log", "LIST jobs", "LIST pods"]

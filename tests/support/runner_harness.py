@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mcp_server.runner.result import TaskResult, parse_marker_line
+from mcp_server.logs.results import result_from_lines
+from mcp_server.runner.result import TaskResult
 from tests.support.git_remotes import BASE_BRANCH
 from tests.support.scripted_model import ScriptedModel
 
@@ -163,7 +164,7 @@ class RunningRunner:
             self.proc.wait()
             raise AssertionError("the runner did not end in time:\n" + "\n".join(self.lines[-40:])) from None
         self._reader.join(timeout=10)
-        result = parse_marker_line(self.lines[-1]) if self.lines else None
+        result = result_from_lines(self.lines[-1:])
         text = self.result_file.read_text() if self.result_file.exists() else ""
         return RunnerRun(code, list(self.lines), result, text)
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mcp_server.backends.base import cleanup_choice
-from mcp_server.backends.local import _this_process
+from mcp_server.backends.local_state import this_process
 from mcp_server.jobstatus import derive_status
 from mcp_server.models import TaskRef
 from tests.unit.test_models_status import job, pod, result, terminated
@@ -47,7 +47,7 @@ def test_local_cleanup_takes_runner_cancelled_tasks_and_keeps_one_being_cancelle
     put(b, "done", spec("T001"), exit_code=0, result={**RESULT, "status": "succeeded"})
     put(b, "stopped", spec("T002"), exit_code=130, result=cancelled)
     being = put(b, "being-cancelled", spec("T003"), exit_code=130, result=cancelled)
-    (being.path / "cancel.json").write_text(json.dumps(_this_process()))
+    (being.path / "cancel.json").write_text(json.dumps(this_process()))
     # a cancel whose process died midway: the task is simply finished
     stale = put(b, "stale-cancel", spec("T004"), exit_code=0, result={**RESULT, "status": "succeeded"})
     (stale.path / "cancel.json").write_text(json.dumps({"pid": DEAD_PID, "start_time": "1"}))

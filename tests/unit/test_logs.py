@@ -1,4 +1,4 @@
-"""logs.py: positions, cursors, merging, result and step lines, prefixes."""
+"""mcp_server.logs: positions, cursors, merging, result and step lines, prefixes."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mcp_server import logs
 from mcp_server.errors import InvalidInput
+from mcp_server.logs import cursor as cursor_codec
+from mcp_server.logs import positions, prefix, results
 from mcp_server.models import LogLine, StreamPosition
 
 
@@ -24,31 +25,31 @@ T2 = "2026-01-01T00:00:01Z"
 
 
 def test_timestamps_compare_by_value_not_by_text() -> None:
-    assert logs.ts_nanos(T0) < logs.ts_nanos(T1) < logs.ts_nanos(T2)
-    assert logs.ts_nanos("2026-01-01T01:00:00+01:00") == logs.ts_nanos("2026-01-01T00:00:00Z")
-    assert logs.since_time(T1) == "2026-01-01T00:00:00Z"
+    assert positions.ts_nanos(T0) < positions.ts_nanos(T1) < positions.ts_nanos(T2)
+    assert positions.ts_nanos("2026-01-01T01:00:00+01:00") == positions.ts_nanos("2026-01-01T00:00:00Z")
+    assert positions.since_time(T1) == "2026-01-01T00:00:00Z"
     with pytest.raises(ValueError):
-        logs.ts_nanos("yesterday")
+        positions.ts_nanos("yesterday")
 
 
 def test_parse_drops_a_cut_last_line_only_when_truncated() -> None:
     text = body((T0, "a"), (T1, "b")) + f"{T2} partial"
-    assert [line.text for line in logs.parse_timestamped("p", text)] == ["a", "b", "partial"]
-    assert [line.text for line in logs.parse_timestamped("p", text, truncated=True)] == ["a", "b"]
-    assert logs.parse_timestamped("p", "unable to retrieve container logs\n") == []
+    assert [line.text for line in positions.parse_timestamped("p", text)] == ["a", "b", "partial"]
+    assert [line.text for line in positions.parse_timestamped("p", text, truncated=True)] == ["a", "b"]
+    assert positions.parse_timestamped("p", "unable to retrieve container logs\n") == []
 
 
 def test_positions_skip_exactly_what_was_delivered_even_with_equal_timestamps() -> None:
-    lines = logs.parse_timestamped("p", body((T0, "a"), (T1, "b1"), (T1, "b2"), (T1, "b3"), (T2, "c")))
+    lines = positions.parse_timestamped("p", body((T0, "a"), (T1, "b1"), (T1, "b2"), (T1, "b3"), (T2, "c")))
     first = lines[:3]
-    pos = logs.advance(StreamPosition(), first)
+    pos = positions.advance(StreamPosition(), first)
     assert pos == StreamPosition(after=T1, count=2)
-    rest = logs.after_position(lines, pos)
+    rest = positions.after_position(lines, pos)
     assert [line.text for line in rest] == ["b3", "c"]
-    pos2 = logs.advance(pos, rest[:1])
+    pos2 = positions.advance(pos, rest[:1])
     assert pos2 == StreamPosition(after=T1, count=3)
-    assert [line.text for line in logs.after_position(lines, pos2)] == ["c"]
-    assert logs.advance(pos2, [], done=True).done
+    assert [line.text for line in positions.after_position(lines, pos2)] == ["c"]
+    assert positions.advance(pos2, [], done=True).done
 
 
 @given(
@@ -58,64 +59,64 @@ def test_positions_skip_exactly_what_was_delivered_even_with_equal_timestamps() 
 def test_reading_in_any_chunks_delivers_every_line_once(stamps: list[int], chunks: list[int]) -> None:
     seconds = sorted(stamps)
     text = body(*[(f"2026-01-01T00:00:0{s}Z", f"line{i}") for i, s in enumerate(seconds)])
-    lines = logs.parse_timestamped("p", text)
+    lines = positions.parse_timestamped("p", text)
     pos = StreamPosition()
     seen: list[str] = []
     for size in itertools.cycle(chunks):
-        new = logs.after_position(lines, pos)[:size]
+        new = positions.after_position(lines, pos)[:size]
         if not new:
             break
         seen += [line.text for line in new]
-        pos = logs.advance(pos, new)
+        pos = positions.advance(pos, new)
     assert seen == [f"line{i}" for i in range(len(seconds))]
 
 
 def test_merge_orders_by_time_and_reports_leftovers() -> None:
-    a = logs.parse_timestamped("a", body((T0, "a1"), (T2, "a2")))
-    b = logs.parse_timestamped("b", body((T1, "b1")))
-    merged, more = logs.merge_streams({"a": a, "b": b}, 2)
+    a = positions.parse_timestamped("a", body((T0, "a1"), (T2, "a2")))
+    b = positions.parse_timestamped("b", body((T1, "b1")))
+    merged, more = positions.merge_streams({"a": a, "b": b}, 2)
     assert [line.text for line in merged] == ["a1", "b1"] and more
-    merged, more = logs.merge_streams({"a": a, "b": b}, 10)
+    merged, more = positions.merge_streams({"a": a, "b": b}, 10)
     assert [line.text for line in merged] == ["a1", "b1", "a2"] and not more
 
 
 def test_cursor_round_trip_and_refusals() -> None:
     positions = {"pod-a": StreamPosition(after=T1, count=2), "pod-b": StreamPosition(count=3, done=True)}
-    cursor = logs.encode_cursor("dev", positions)
-    assert logs.decode_cursor(cursor, "dev") == positions
-    assert logs.decode_cursor(None, "dev") == {} and logs.decode_cursor("", "dev") == {}
+    cursor = cursor_codec.encode_cursor("dev", positions)
+    assert cursor_codec.decode_cursor(cursor, "dev") == positions
+    assert cursor_codec.decode_cursor(None, "dev") == {} and cursor_codec.decode_cursor("", "dev") == {}
     with pytest.raises(InvalidInput) as refused:
-        logs.decode_cursor("not-a-cursor!", "dev")
+        cursor_codec.decode_cursor("not-a-cursor!", "dev")
     assert str(refused.value) == (
         "invalid cursor: it is not a cursor returned by stream_task_logs; allowed: the `cursor` of a "
         "previous stream_task_logs result for the same environment, or empty."
     )
     with pytest.raises(InvalidInput, match="it belongs to environment 'dev', not 'stg'"):
-        logs.decode_cursor(cursor, "stg")
-    forged = logs.encode_cursor("dev", {"p": StreamPosition(after="garbage")})
+        cursor_codec.decode_cursor(cursor, "stg")
+    forged = cursor_codec.encode_cursor("dev", {"p": StreamPosition(after="garbage")})
     with pytest.raises(InvalidInput, match="it is not a cursor returned by stream_task_logs"):
-        logs.decode_cursor(forged, "dev")
+        cursor_codec.decode_cursor(forged, "dev")
 
 
 def test_runner_steps_and_results() -> None:
-    assert logs.runner_step('{"ts": "x", "level": "info", "phase": "clone", "msg": "cloning"}') == "clone"
-    assert logs.runner_step('{"type": "text"}') is None and logs.runner_step("plain") is None
+    assert results.runner_step('{"ts": "x", "level": "info", "phase": "clone", "msg": "cloning"}') == "clone"
+    assert results.runner_step('{"type": "text"}') is None and results.runner_step("plain") is None
     doc = {"task_id": "T1", "branch": "agentic/f/T1", "base": "f"}
-    result = logs.parse_result(json.dumps({**doc, "status": "succeeded", "commits": 2, "from_a_newer_runner": 1}))
+    result = results.parse_result(json.dumps({**doc, "status": "succeeded", "commits": 2, "from_a_newer_runner": 1}))
     assert result is not None and result.status == "succeeded" and result.commits == 2
-    assert logs.parse_result("not json") is None and logs.parse_result("[1]") is None
-    assert logs.parse_result(json.dumps({**doc, "status": "weird"})) is None
-    assert logs.parse_result('{"status": "failed"}') is None  # not the contract's document
+    assert results.parse_result("not json") is None and results.parse_result("[1]") is None
+    assert results.parse_result(json.dumps({**doc, "status": "weird"})) is None
+    assert results.parse_result('{"status": "failed"}') is None  # not the contract's document
     lines = ["x", "AGENTIC_RESULT: " + json.dumps({**doc, "status": "failed", "error": "boom"}), "y"]
-    found = logs.result_from_lines(lines)
+    found = results.result_from_lines(lines)
     assert found is not None and found.error == "boom"
 
 
 def test_prefixes_are_stable_per_task_and_plain_without_colour() -> None:
-    plain = logs.Prefixer(color=False)
+    plain = prefix.Prefixer(color=False)
     line = LogLine(task_id="T1", job="j", stream="p", time=None, text="hello")
     assert plain.format(line) == "[T1] hello"
-    coloured = logs.Prefixer(color=True)
+    coloured = prefix.Prefixer(color=True)
     first = coloured.prefix("T1")
     assert coloured.prefix("T2") != first and coloured.prefix("T1") == first
     assert first.startswith("\x1b[") and "[T1]" in first

@@ -189,7 +189,7 @@ def test_an_oom_killed_task_says_so_in_its_row() -> None:
 
 
 def test_the_log_marker_is_the_fallback_for_the_result() -> None:
-    from mcp_server.logs import result_from_lines
+    from mcp_server.logs.results import result_from_lines
 
     fallback = result_from_lines([f"AGENTIC_RESULT: {RESULT}"])
     status = derive_status(job(), [pod("Succeeded", terminated(0, ""))], "dev", NOW, log_result=fallback)

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mcp_server import naming
+from mcp_server.defaults import chart_defaults
 from mcp_server.errors import InvalidInput
 
 
@@ -166,7 +167,7 @@ def test_selector() -> None:
 
 def test_render_branch() -> None:
     assert (
-        naming.render_branch(naming.DEFAULT_BRANCH_PATTERN, "001-feature", "T012")
+        naming.render_branch(chart_defaults().branch_pattern, "001-feature", "T012")
         == "agentic/001-feature/T012"
     )
     assert naming.render_branch("{task_id}-work", "main", "T1") == "T1-work"

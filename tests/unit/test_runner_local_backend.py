@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from mcp_server import naming
-from mcp_server.backends.local import LocalBackend, TaskFiles
+from mcp_server.backends.local import LocalBackend
+from mcp_server.backends.local_state import TaskFiles
 from mcp_server.config import load_settings
 from mcp_server.errors import ConfigError, Conflict, InvalidInput, TaskNotFound
 from mcp_server.models import TaskRef, TaskSpec

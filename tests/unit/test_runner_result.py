@@ -8,8 +8,9 @@ import json
 import pytest
 from pydantic import ValidationError
 
+from mcp_server.logs.results import result_from_lines
 from mcp_server.models import TaskResult as ServerTaskResult
-from mcp_server.runner.result import TERMINATION_MESSAGE_LIMIT, TaskResult, parse_marker_line
+from mcp_server.runner.result import TERMINATION_MESSAGE_LIMIT, TaskResult
 
 CONTRACT_FIELDS = [
     "task_id",
@@ -59,10 +60,10 @@ def test_marker_line_round_trips_and_the_server_model_reads_it() -> None:
     result = make(commits=2, head_sha="a" * 40, pushed=True, files_changed=["src/parser.py"], summary="done")
     line = result.marker_line()
     assert line.startswith("AGENTIC_RESULT: {")
-    assert parse_marker_line(line) == result
+    assert result_from_lines([line]) == result
     assert ServerTaskResult.model_validate_json(line.removeprefix("AGENTIC_RESULT: ")).status == "succeeded"
-    assert parse_marker_line("AGENTIC_RESULT: {not json") is None
-    assert parse_marker_line('{"task_id": "T012"}') is None
+    assert result_from_lines(["AGENTIC_RESULT: {not json"]) is None
+    assert result_from_lines(['{"task_id": "T012"}']) is None
 
 
 def test_a_big_result_is_cut_to_the_termination_message_limit() -> None:
