@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mcp_server.logs import ts_nanos
+from mcp_server.logs.positions import ts_nanos
 from tests.support.git_remotes import BASE_BRANCH, BareRemote, git, git_daemon, make_bare_remote
 from tests.support.mcp_client import McpClient
 from tests.support.runner_env import Cluster, install_chart, server_env
