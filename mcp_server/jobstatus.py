@@ -18,6 +18,8 @@ from mcp_server.models import CANCELLING, Phase, TaskResult, TaskStatus
 from mcp_server.timeutil import parse_time
 
 Obj = Mapping[str, Any]
+OOM_KILLED = "OOMKilled"
+"""The kubelet's reason for a container whose memory cgroup ran out of memory."""
 
 
 def _conditions(job: Obj) -> dict[str, Obj]:
@@ -65,6 +67,8 @@ def _phase(job: Obj, pod: Obj | None, result: TaskResult | None) -> tuple[Phase,
             return "timed_out", reason
         if result is not None and result.status in ("timed_out", "cancelled"):
             return result.status, reason
+        if pod is not None and agent_state(pod).get("terminated", {}).get("reason") == OOM_KILLED:
+            return "failed", OOM_KILLED  # more telling than the Job's BackoffLimitExceeded
         return "failed", reason
     if job.get("spec", {}).get("suspend"):
         return "pending", "Suspended"

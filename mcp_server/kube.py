@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import urllib3
 from kubernetes import client, config
@@ -112,6 +112,43 @@ class KubeClient:
         timeout: tuple[float, float] | None = None,
         text: bool = False,
     ) -> Any:
+        response = self._send(method, path, access, query, body, timeout, text)
+        try:
+            response.read()
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise self._unavailable(exc, access) from None
+        status = int(response.status)
+        data = response.data or b""
+        key = (access.verb, access.resource, access.namespace)
+        if status < 500 and status not in (401, 403):  # it got past authorization
+            with self._lock:
+                self._granted.add(key)
+                self._denied_since.pop(key, None)
+        if 200 <= status < 300:
+            if text:
+                return data.decode("utf-8", errors="replace")
+            return json.loads(data) if data else {}
+        self._raise(status, data, access)
+
+    def stream(
+        self, path: str, access: Access, *, query: dict[str, Any] | None = None,
+        timeout: tuple[float, float] | None = None,
+    ) -> urllib3.BaseHTTPResponse:
+        """A GET whose body is read as it arrives (e.g. a log with follow=true): the open response,
+        once its headers are in. The caller closes it. Errors as for `request`."""
+        response = self._send("GET", path, access, query, None, timeout, True)
+        if 200 <= int(response.status) < 300:
+            return response.response
+        try:
+            data = response.read() or b""
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise self._unavailable(exc, access) from None
+        self._raise(int(response.status), data, access)
+
+    def _send(
+        self, method: str, path: str, access: Access, query: dict[str, Any] | None,
+        body: dict[str, Any] | None, timeout: tuple[float, float] | None, text: bool,
+    ) -> Any:
         params = [(k, v) for k, v in (query or {}).items() if v is not None]
         headers = {"Accept": "*/*" if text else "application/json"}
         if body is not None:
@@ -125,32 +162,22 @@ class KubeClient:
             auth_settings=["BearerToken"],
         )
         try:
-            response = self.api_client.call_api(
+            return self.api_client.call_api(
                 method,
                 url,
                 header_params=header_params,
                 body=req_body,
                 _request_timeout=timeout or self.timeout,
             )
-            response.read()
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise BackendUnavailable(
-                f"the Kubernetes API server at {self.host} cannot be reached ({type(exc).__name__}) while "
-                f"trying to {access.verb} {access.resource} in namespace {access.namespace!r}. Check that "
-                "the cluster is up and the kube context is right, then retry."
-            ) from None
-        status = int(response.status)
-        data = response.data or b""
-        key = (access.verb, access.resource, access.namespace)
-        if status < 500 and status not in (401, 403):  # it got past authorization
-            with self._lock:
-                self._granted.add(key)
-                self._denied_since.pop(key, None)
-        if 200 <= status < 300:
-            if text:
-                return data.decode("utf-8", errors="replace")
-            return json.loads(data) if data else {}
-        self._raise(status, data, access)
+            raise self._unavailable(exc, access) from None
+
+    def _unavailable(self, exc: Exception, access: Access) -> BackendUnavailable:
+        return BackendUnavailable(
+            f"the Kubernetes API server at {self.host} cannot be reached ({type(exc).__name__}) while "
+            f"trying to {access.verb} {access.resource} in namespace {access.namespace!r}. Check that "
+            "the cluster is up and the kube context is right, then retry."
+        )
 
     def _passing_denial(self, access: Access) -> None:
         """Raise BackendUnavailable for a 403 to an access granted before, for a short while (an API
@@ -171,7 +198,7 @@ class KubeClient:
             "restarted and not loaded its RBAC rules yet. Retry in a moment."
         )
 
-    def _raise(self, status: int, data: bytes, access: Access) -> None:
+    def _raise(self, status: int, data: bytes, access: Access) -> NoReturn:
         try:
             payload = json.loads(data)
             message = str(payload.get("message", "")) if isinstance(payload, dict) else ""

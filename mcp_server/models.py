@@ -180,6 +180,8 @@ class AgentInfo(_Model):
     age_seconds: float | None = None
     duration_seconds: float | None = None
     node: str | None = None
+    reason: str | None = Field(
+        None, description="Why the task is in its phase, e.g. OOMKilled, DeadlineExceeded, BackoffLimitExceeded.")
     last_log_line: str | None = None
     result_summary: str | None = None
 
@@ -198,6 +200,7 @@ class AgentInfo(_Model):
             age_seconds=status.age_seconds,
             duration_seconds=status.duration_seconds,
             node=status.node,
+            reason=status.reason,
             last_log_line=status.last_log_line,
             result_summary=summary,
         )
@@ -285,6 +288,10 @@ class CancelResult(_Model):
     deleted_jobs: list[str]
     deleted_pods: list[str]
     message: str
+    result: TaskResult | None = Field(
+        None,
+        description="The result the agent reported while it stopped (status cancelled, the WIP it "
+        "pushed); null when it had not started or its pod ended without one.")
 
     @classmethod
     def nothing(cls, task_id: str, environment: str, namespace: str, where: str) -> CancelResult:

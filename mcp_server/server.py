@@ -229,8 +229,10 @@ def build_server(get_service: ServiceGetter) -> RunnerMCPServer:
         server,
         "cancel_task",
         "Cancel a task",
-        "Stop a task now: deletes its Job and its pod (the agent's unpushed work is lost). Idempotent: "
-        "cancelling a task that is gone already deletes nothing and says so. Returns what was deleted.",
+        "Stop a task now: deletes its Job and its pod. The agent gets the pod's grace period to commit and "
+        "push its work so far (a WIP commit on the task branch); the call waits for that and returns what "
+        "was deleted and the result the agent reported (`result`). Idempotent: cancelling a task that is "
+        "gone already deletes nothing and says so.",
         TaskRequest,
         CancelResult,
         ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True, openWorldHint=True),

@@ -12,6 +12,12 @@ declare -A NEED=(
   [/usr/sbin/runc]=runc
   [newuidmap]=uidmap
   [/usr/sbin/debootstrap]=debootstrap
+  # the test control plane's real node (scripts/testenv-node.sh): runc above, CNI plugins, ip,
+  # unshare/nsenter; a static busybox for the small test image its tests run
+  [/usr/lib/cni/bridge]=containernetworking-plugins
+  [ip]=iproute2
+  [nsenter]=util-linux
+  [/bin/busybox]=busybox-static
   # the runner's e2e tests: a throwaway sshd, ssh keys; npm installs the pinned OpenCode
   [/usr/sbin/sshd]=openssh-server
   [ssh-keygen]=openssh-client

@@ -7,10 +7,13 @@
 #   scripts/testenv.sh status   say what runs
 #   scripts/testenv.sh down     stop every process it started (by pid) and remove the state
 #   scripts/testenv.sh restart COMPONENT   kill and start one component again on the same ports
+#   scripts/testenv.sh import-image IMAGE  put a podman image into the real node's containerd
 #
 # Components: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok (two fake nodes,
-# pod lifecycle stages from testenv/kwok-stages.yaml, container logs served from files) and a log
-# provisioner that gives every pod a log file under $STATE/pod-logs/<namespace>/<pod>.log.
+# pod lifecycle stages from testenv/kwok-stages.yaml, container logs served from files), a log
+# provisioner that gives every pod a log file under $STATE/pod-logs/<namespace>/<pod>.log, and one
+# real node (node-ns, containerd, kubelet: scripts/testenv-node.sh) for pods that tolerate its taint
+# agentic-sdlc.dev/node=real:NoSchedule and select its label agentic-sdlc.dev/node=real.
 # Only human messages go to stderr; stdout carries nothing but the `export ...` lines, so
 # `eval "$(scripts/testenv.sh up)"` works.
 set -Eeuo pipefail
@@ -26,14 +29,21 @@ readonly SRC_DIR="$REPO_ROOT/testenv"
 readonly CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/agentic-sdlc/testenv"
 readonly STATE_DIR="${AGENTIC_TESTENV_DIR:-${TMPDIR:-/tmp}/agentic-sdlc-testenv-$(id -u)}"
 readonly BIN_DIR="$CACHE_DIR/bin/current"
-readonly COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok log-provisioner)
+readonly CNI_BIN_DIR=/usr/lib/cni
 readonly NODES=(kwok-node-0 kwok-node-1)
+# shellcheck source=scripts/testenv-node.sh
+source "$REPO_ROOT/scripts/testenv-node.sh"
+readonly COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok log-provisioner
+  "${NODE_COMPONENTS[@]}")
+# node-ns holds the node's namespaces: restarting it would be stopping the node.
+readonly RESTARTABLE=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok log-provisioner
+  containerd kubelet)
 
 log() { printf 'testenv: %s\n' "$*" >&2; }
 
 usage() {
   cat >&2 <<EOF
-usage: scripts/testenv.sh up|down|env|status|restart COMPONENT|build
+usage: scripts/testenv.sh up|down|env|status|restart COMPONENT|import-image IMAGE|build
 
   build     only build (or find in the cache) the pinned binaries
   up        build the pinned binaries once (cached in $CACHE_DIR),
@@ -42,9 +52,13 @@ usage: scripts/testenv.sh up|down|env|status|restart COMPONENT|build
   status    show each component, its pid and whether it runs
   down      stop every process started by 'up' and remove the state ($STATE_DIR)
   restart   kill one component and start it again on the same ports
-            (one of: ${COMPONENTS[*]})
+            (one of: ${RESTARTABLE[*]})
+  import-image IMAGE
+            copy a podman image (e.g. localhost/agentic-sdlc-agent-runner:dev) into the real node's
+            containerd, for pods with imagePullPolicy Never or IfNotPresent (no registry here)
 
-Pinned: kubernetes v$KUBE_VERSION, kwok v$KWOK_VERSION, helm v$HELM_VERSION, etcd v$ETCD_VERSION.
+Pinned: kubernetes v$KUBE_VERSION, kwok v$KWOK_VERSION, helm v$HELM_VERSION, etcd v$ETCD_VERSION,
+containerd v$CONTAINERD_VERSION.
 EOF
 }
 
@@ -71,22 +85,26 @@ source_hash() {
 }
 
 # cached_go_build MODULE VERSION LDFLAGS BINARY=PACKAGE...: build each PACKAGE of the module in
-# testenv/MODULE as BINARY, into a cache directory keyed by version, go.mod, go.sum and flags,
-# unless that directory is complete already. Sets BUILT to the directory.
+# testenv/MODULE as BINARY, into a cache directory keyed by version, go.mod, go.sum (and main.go),
+# flags and GO_TAGS (build tags), unless that directory is complete and has every BINARY already.
+# Sets BUILT to the directory.
 cached_go_build() {
   local module=$1 version=$2 ld=$3
   shift 3
-  local moddir="$SRC_DIR/$module" out
-  out="$CACHE_DIR/bin/$module-v$version-$(source_hash "$ld" "$moddir/go.mod" "$moddir/go.sum")"
+  local moddir="$SRC_DIR/$module" out tags=${GO_TAGS:-} sources target have=1
+  sources=("$moddir/go.mod" "$moddir/go.sum")
+  [[ -f $moddir/main.go ]] && sources+=("$moddir/main.go")
+  out="$CACHE_DIR/bin/$module-v$version-$(source_hash "$ld${tags:+ tags=$tags}" "${sources[@]}")"
   BUILT=$out
-  [[ -f $out/.complete ]] && return 0
-  local buildlog="$CACHE_DIR/logs/build-$module.log" tmp="$out.tmp.$$" start=$SECONDS target
+  for target in "$@"; do [[ -x $out/${target%%=*} ]] || have=0; done
+  [[ -f $out/.complete ]] && ((have)) && return 0
+  local buildlog="$CACHE_DIR/logs/build-$module.log" tmp="$out.tmp.$$" start=$SECONDS
   mkdir -p "$CACHE_DIR/logs"
   command -v go >/dev/null || fail_component "$module" /dev/null "the go toolchain is not on PATH"
   log "building $module v$version (first run only; cached in $out)"
   rm -rf "$tmp" && mkdir -p "$tmp" && : >"$buildlog"
   for target in "$@"; do
-    if ! (cd "$moddir" && GOFLAGS=-mod=readonly CGO_ENABLED=0 go build -trimpath -ldflags "$ld" \
+    if ! (cd "$moddir" && GOFLAGS=-mod=readonly CGO_ENABLED=0 go build -trimpath -tags "$tags" -ldflags "$ld" \
       -o "$tmp/${target%%=*}" "${target#*=}") >>"$buildlog" 2>&1; then
       rm -rf "$tmp"
       fail_component "$module" "$buildlog" "go build of ${target#*=} failed"
@@ -108,7 +126,8 @@ build_kubernetes() {
   cached_go_build kube "$KUBE_VERSION" "$ld" \
     kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver \
     kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager \
-    kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler kubectl=k8s.io/kubernetes/cmd/kubectl
+    kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler kubectl=k8s.io/kubernetes/cmd/kubectl \
+    kubelet=k8s.io/kubernetes/cmd/kubelet
   KUBE_BIN=$BUILT
 }
 
@@ -143,12 +162,15 @@ build_all() {
   build_kwok
   build_helm
   build_etcd
-  # One stable directory of links to the pinned binaries: what `export PATH=...` points at.
+  build_node
+  # One stable directory of links to the pinned binaries: what `export PATH=...` points at. Each link
+  # is replaced by a rename, so that other sessions using it never see it missing.
   mkdir -p "$BIN_DIR"
-  rm -f "$BIN_DIR"/*
-  local f
-  for f in "$KUBE_BIN"/* "$KWOK_BIN"/kwok "$HELM_BIN"/helm "$ETCD_BIN"/etcd; do
-    ln -sfn "$f" "$BIN_DIR/$(basename "$f")"
+  local f name
+  for f in "$KUBE_BIN"/* "$KWOK_BIN"/kwok "$HELM_BIN"/helm "$ETCD_BIN"/etcd "$CONTAINERD_BIN"/ctr; do
+    name=$(basename "$f")
+    ln -sfn "$f" "$BIN_DIR/.$name.$$"
+    mv -fT "$BIN_DIR/.$name.$$" "$BIN_DIR/$name"
   done
 }
 
@@ -198,6 +220,7 @@ stop_all() {
   for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
     stop_component "${COMPONENTS[$i]}"
   done
+  stop_node
 }
 
 free_port() {
@@ -266,6 +289,7 @@ ETCD_PEER_PORT=$ETCD_PEER_PORT
 APISERVER_PORT=$APISERVER_PORT
 KWOK_PORT=$KWOK_PORT
 EOF
+  save_node_env
 }
 
 load_state() {
@@ -273,6 +297,10 @@ load_state() {
   source "$STATE_DIR/ports.env"
   # shellcheck source=/dev/null
   source "$STATE_DIR/bins.env"
+  if [[ -f $STATE_DIR/node.env ]]; then
+    # shellcheck source=/dev/null
+    source "$STATE_DIR/node.env"
+  fi
 }
 
 # Ports: free ones by default; AGENTIC_TESTENV_{ETCD,APISERVER,KWOK}_PORT ask for particular ones.
@@ -316,6 +344,8 @@ start_kube-apiserver() {
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
     --service-cluster-ip-range 10.96.0.0/16 \
     --kubelet-certificate-authority "$pki/ca.crt" --kubelet-preferred-address-types InternalIP \
+    --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" \
+    --kubelet-client-key "$pki/apiserver-kubelet-client.key" \
     --profiling=false --watch-cache=true --v=1 ${AGENTIC_TESTENV_APISERVER_ARGS:-} # word-split on purpose
 }
 # Ready means serving and authorizing: right after a (re)start the RBAC authorizer denies everyone
@@ -414,6 +444,7 @@ make_pki() {
     openssl rsa -in sa.key -pubout -out sa.pub
   ) >"$STATE_DIR/logs/pki.log" 2>&1 || fail_component pki "$STATE_DIR/logs/pki.log" "openssl could not make the certificates"
   chmod 600 "$pki"/*.key
+  make_node_pki
 }
 
 new_token() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
@@ -470,6 +501,7 @@ write_kubeconfigs() {
   write_kubeconfig "$STATE_DIR/component.kubeconfig" system:testenv-components "$(token_of system:testenv-components)"
   write_kubeconfig "$STATE_DIR/developer.kubeconfig" developer "$(token_of developer)"
   write_kubeconfig "$STATE_DIR/stranger.kubeconfig" stranger "$(token_of stranger)"
+  write_kubelet_kubeconfig
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -548,11 +580,16 @@ KUBE_BIN=$KUBE_BIN
 KWOK_BIN=$KWOK_BIN
 HELM_BIN=$HELM_BIN
 ETCD_BIN=$ETCD_BIN
+CONTAINERD_BIN=$CONTAINERD_BIN
+PAUSE_BIN=$PAUSE_BIN
 EOF
   ports_etcd
   ports_kube-apiserver
   ports_kwok
+  net_node
+  KUBELET_PORT=$(free_port)
   save_ports
+  write_node_config
   CURRENT=pki make_pki
   make_tokens
   write_kubeconfigs
@@ -566,8 +603,9 @@ EOF
   CURRENT=nodes create_nodes
   CURRENT=kwok start_component kwok 60
   CURRENT=log-provisioner start_component log-provisioner 10
+  start_node
   trap - ERR
-  log "up in $((SECONDS - t0))s: kube-apiserver https://127.0.0.1:$APISERVER_PORT, nodes ${NODES[*]}; state in $STATE_DIR"
+  log "up in $((SECONDS - t0))s: kube-apiserver https://127.0.0.1:$APISERVER_PORT, nodes ${NODES[*]} $NODE_NAME ($NODE_GATEWAY); state in $STATE_DIR"
   print_env
 }
 
@@ -588,6 +626,7 @@ cmd_status() {
   [[ -f $STATE_DIR/ports.env ]] && load_state
   echo "state: $STATE_DIR"
   [[ -n ${APISERVER_PORT:-} ]] && echo "kube-apiserver: https://127.0.0.1:$APISERVER_PORT"
+  [[ -n ${NODE_GATEWAY:-} ]] && echo "real node: $NODE_NAME at $NODE_GATEWAY (bridge $NODE_BRIDGE, cgroups /$NODE_CGROUP_ROOT)"
   for c in "${COMPONENTS[@]}"; do
     pf=$(pidfile "$c")
     if is_running "$c"; then
@@ -612,8 +651,8 @@ cmd_down() {
 
 cmd_restart() {
   local name=${1:-}
-  if [[ ! " ${COMPONENTS[*]} " =~ [[:space:]]${name}[[:space:]] ]] || [[ -z $name ]]; then
-    log "restart needs one of: ${COMPONENTS[*]}"
+  if [[ ! " ${RESTARTABLE[*]} " =~ [[:space:]]${name}[[:space:]] ]] || [[ -z $name ]]; then
+    log "restart needs one of: ${RESTARTABLE[*]}"
     exit 2
   fi
   [[ -f $STATE_DIR/ports.env ]] || { log "not running"; exit 1; }
@@ -644,7 +683,9 @@ main() {
   env) cmd_env ;;
   status) cmd_status ;;
   restart) cmd_restart "${2:-}" ;;
+  import-image) cmd_import_image "${2:-}" ;;
   _log-provisioner) log_provisioner ;;
+  _node-init) node_init "$2" ;;
   -h | --help | help) usage ;;
   *)
     [[ -n $cmd ]] && log "unknown subcommand: $cmd"

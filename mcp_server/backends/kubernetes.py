@@ -16,6 +16,7 @@ from typing import Any
 
 from mcp_server import naming
 from mcp_server.backends.base import cleanup_choice, pick_one
+from mcp_server.backends.final_result import FinalResult
 from mcp_server.config import EnvironmentSettings, Settings
 from mcp_server.defaults import chart_defaults
 from mcp_server.errors import Conflict, RunnerError, TaskNotFound
@@ -31,6 +32,7 @@ from mcp_server.models import (
     StreamPosition,
     TaskHandle,
     TaskRef,
+    TaskResult,
     TaskSpec,
     TaskStatus,
 )
@@ -368,14 +370,18 @@ class KubernetesBackend:
         name = job["metadata"]["name"]
         pod_names = sorted(p["metadata"]["name"] for p in pods)
         already = bool(job["metadata"].get("deletionTimestamp"))
+        follower = None if already else self._follow_final_result(pods)
         deleted = self._delete_job(name)
+        result = follower.wait(self._pod_gone) if follower is not None and deleted else None
+        if follower is not None and not deleted:
+            follower.close()
         if not deleted:
             pod_names = []
         what = f"Job {name}" + (f" and pod {', '.join(pod_names)}" if pod_names else "")
         message = (
             f"task {ref.task_id} was already being cancelled; deletion of {what} is in progress."
             if already
-            else f"cancelled task {ref.task_id}: deleted {what}."
+            else f"cancelled task {ref.task_id}: deleted {what}." + _reported(result)
             if deleted
             else f"task {ref.task_id} is gone already: nothing to cancel."
         )
@@ -386,7 +392,24 @@ class KubernetesBackend:
             deleted_jobs=[name] if deleted else [],
             deleted_pods=pod_names,
             message=message,
+            result=result,
         )
+
+    def _follow_final_result(self, pods: Sequence[Obj]) -> FinalResult | None:
+        """A follower of the running agent's log, opened before its Job is deleted (final_result)."""
+        pod = newest(pods)
+        if pod is None or not pod_started(pod) or pod_terminated(pod):
+            return None
+        follower = FinalResult(self.kube, self.namespace, pod)
+        follower.start()
+        return follower
+
+    def _pod_gone(self, name: str) -> bool:
+        try:
+            self.kube.request("GET", f"{self._pods}/{name}", self._access("get", "pods"))
+            return False
+        except NotFound:
+            return True
 
     def cleanup(self, older_than_seconds: float | None, dry_run: bool) -> CleanupResult:
         jobs, pods_by_job = self._jobs_and_pods()
@@ -396,6 +419,16 @@ class KubernetesBackend:
         if not dry_run:
             chosen = [item for item in chosen if self._delete_job(item.job)]
         return CleanupResult.of(dry_run, chosen, kept, f"environment {self.environment!r}")
+
+
+def _reported(result: TaskResult | None) -> str:
+    """What the stopped agent reported, for the cancel message."""
+    if result is None:
+        return ""
+    pushed = "pushed nothing"
+    if result.pushed and result.head_sha:
+        pushed = f"pushed {result.branch} at {result.head_sha[:12]}"
+    return f" The agent reported {result.status}: {result.commits} commit(s), {pushed}."
 
 
 def _ids(job: Obj) -> tuple[str | None, str | None]:

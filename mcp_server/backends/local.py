@@ -266,6 +266,7 @@ class LocalBackend:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(int(pid), signal.SIGKILL)
         spec = files.spec() or {}
+        result = files.result() if was_running else None
         self._remove(files)
         what = f"the local run {files.job}" + (f" (process {pid})" if was_running else "")
         return CancelResult(
@@ -278,6 +279,7 @@ class LocalBackend:
             f"branch {spec.get('task_branch', '?')}."
             if was_running
             else f"task {ref.task_id} had finished: deleted {what}.",
+            result=result,
         )
 
     def _remove(self, files: TaskFiles) -> None:

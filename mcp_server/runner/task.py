@@ -7,6 +7,7 @@ forced and never to another ref. Every way out ends in a `TaskResult`.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from mcp_server import worktrees
 from mcp_server.errors import ConfigError
-from mcp_server.runner import gitrepo, reaper
+from mcp_server.runner import gitrepo, oom, reaper
 from mcp_server.runner.agent import AgentOutcome, AgentRun, opencode_command, opencode_env
 from mcp_server.runner.context import RunnerContext
 from mcp_server.runner.gitrepo import Git, GitAuth, GitError
@@ -48,6 +49,7 @@ class Progress:
     files: list[str] = field(default_factory=list)
     pushed: bool = False
     errors: list[str] = field(default_factory=list)
+    oom_error: str | None = None
 
 
 class TaskRunner:
@@ -161,7 +163,10 @@ class TaskRunner:
         self.stop.on_stop(run.stop)
         out.log("agent", f"running OpenCode: model {model or '(OpenCode default)'}, agent {agent}",
                 model=model, agent=agent)
+        cgroup = oom.own_memory_cgroup()
+        kills_before = cgroup.oom_kills() if cgroup is not None else None
         outcome = run.run(render_prompt(ctx, checkout.path))
+        self._notice_oom_kills(cgroup, kills_before, outcome)
         left = reaper.end_leftovers()
         if left:
             out.log("agent", f"ended {len(left)} process(es) the agent left running", level="warning", pids=left)
@@ -173,10 +178,21 @@ class TaskRunner:
             out.log("agent", f"OpenCode finished ({outcome.events} events)", events=outcome.events)
         return outcome
 
+    def _notice_oom_kills(self, cgroup: oom.MemoryCgroup | None, before: int | None, outcome: AgentOutcome) -> None:
+        """The kernel's OOM killer ended OpenCode or one of its commands: the task failed for that."""
+        after = cgroup.oom_kills() if cgroup is not None else None
+        if cgroup is None or before is None or after is None or after <= before:
+            return
+        opencode_killed = outcome.exit_code == -signal.SIGKILL
+        message = oom.describe_kills(after - before, cgroup.limit_bytes(), opencode_killed)
+        self.progress.oom_error = message
+        self.out.log("agent", message, level="error", oom_kills=after - before, opencode_killed=opencode_killed)
+
     def _commit(self, checkout: Checkout) -> None:
         ctx, out, p = self.ctx, self.out, self.progress
         title = " ".join(ctx.description.split()) or f"task {ctx.task_id}"
-        unfinished = self.stop.reason or ("failed" if p.outcome is None or p.outcome.error else None)
+        agent_failed = p.outcome is None or p.outcome.error or p.oom_error
+        unfinished = self.stop.reason or ("failed" if agent_failed else None)
         prefix = f"WIP {ctx.task_id}" if unfinished else ctx.task_id
         subject = f"{prefix}: {title}"
         if len(subject) > SUBJECT_MAX:
@@ -235,6 +251,11 @@ class TaskRunner:
         if self.stop.reason is not None:
             status = self.stop.reason
             errors.insert(0, f"stopped: {self.stop.detail}")
+        elif p.oom_error is not None:
+            status = "failed"
+            errors.insert(0, p.oom_error)
+            if outcome is not None and outcome.error:
+                errors.append(outcome.error)
         elif errors:
             status = "failed"
         elif outcome is not None and outcome.error:

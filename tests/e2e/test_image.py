@@ -23,7 +23,7 @@ from mcp_server.config import load_settings
 from mcp_server.models import SpawnTaskRequest, TaskRequest
 from mcp_server.service import RunnerService
 from tests.conftest import wait_until
-from tests.e2e.conftest import FINAL_TEXT, TASK_BRANCH, edit_script
+from tests.e2e.conftest import FINAL_TEXT, IMAGE_REPOSITORY, IMAGE_TAG, TASK_BRANCH, edit_script
 from tests.support.git_remotes import BASE_BRANCH, BareRemote, git, git_daemon
 from tests.support.pod_podman import decode_secret, run_pod
 from tests.support.release import pinned_runner_requirements
@@ -34,23 +34,9 @@ from tests.support.testenv import TestEnv
 
 pytestmark = pytest.mark.e2e
 
-# AGENTIC_TEST_IMAGE_TAG lets parallel checkouts on one machine build and test their own image.
-IMAGE_REPOSITORY = "localhost/agentic-sdlc-agent-runner"
-IMAGE_TAG = os.environ.get("AGENTIC_TEST_IMAGE_TAG") or "dev"
-IMAGE = f"{IMAGE_REPOSITORY}:{IMAGE_TAG}"
 CONTAINERS_CONF = REPO_ROOT / "container" / "containers.conf"
 # The image-size goal (issue 12), in bytes as `podman image inspect` reports them; bench/ prints the figure.
 IMAGE_SIZE_LIMIT = 400_000_000
-
-
-@pytest.fixture(scope="session")
-def agent_image() -> str:
-    """The image of the current code: scripts/build-image.sh (what `make image` runs; a warm build
-    reuses every unchanged layer and the cached base)."""
-    proc = subprocess.run([str(REPO_ROOT / "scripts" / "build-image.sh"), IMAGE], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.fail(f"scripts/build-image.sh failed ({proc.returncode}):\n{proc.stderr[-5000:]}", pytrace=False)
-    return IMAGE
 
 
 def podman(*args: str) -> subprocess.CompletedProcess[str]:
@@ -65,7 +51,7 @@ def in_image(image: str, entrypoint: str, *args: str) -> subprocess.CompletedPro
 
 
 def test_the_image_holds_the_runner_and_its_requirements_only(agent_image: str) -> None:
-    """No Kubernetes client, no MCP SDK, no YAML parser, no perl beyond Debian's essential perl-base:
+    """No Kubernetes client, no MCP SDK, no perl beyond Debian's essential perl-base:
     exactly the distributions of container/requirements-runner.txt and the package; the server's
     console scripts are gone."""
     probe = ("import json, importlib.metadata as md, importlib.util as u; print(json.dumps(["

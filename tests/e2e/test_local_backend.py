@@ -238,6 +238,10 @@ def test_cancel_stops_the_task_and_keeps_its_work_on_the_branch(
     # the runner committed and pushed the work so far before it ended
     assert remote.log("agentic/001-feature/T004")[0].startswith("WIP T004: ")
     assert remote.show("agentic/001-feature/T004", "docs/T004.md") == "# T004\n\nhalf done\n"
+    # ... and the cancel returns what it reported
+    assert result.result is not None
+    assert (result.result.status, result.result.pushed) == ("cancelled", True)
+    assert result.result.head_sha == remote.sha("agentic/001-feature/T004")
     assert worktrees.list_task_worktrees(developer_repo) == []
     assert not (backend.state / handle.job).exists()
     assert service.list_agents(ListAgentsRequest()).agents == []

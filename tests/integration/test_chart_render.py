@@ -108,6 +108,7 @@ SCHEMA_REFUSALS = [
      "- at '/serviceAccount/workloadIdentity/provider': value must be one of 'none', 'gke', 'eks', 'azure'"),
     (["image.pullPolicy=Sometimes"],
      "- at '/image/pullPolicy': value must be one of 'Always', 'IfNotPresent', 'Never'"),
+    (["runtimeClassName=gVisor_Sandbox"], "- at '/runtimeClassName': 'gVisor_Sandbox' does not match pattern"),
 ]
 
 
@@ -356,6 +357,23 @@ def test_image_by_tag_or_digest_and_pull_secrets(helm: Helm) -> None:
     assert agent_container(docs)["image"] == f"reg.example/agent@{digest}"
     assert agent_container(docs)["imagePullPolicy"] == "Always"
     assert podtemplate(docs)["template"]["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+
+
+def test_scheduling_and_runtime_values_pass_through_to_the_pod(helm: Helm) -> None:
+    defaults = podtemplate(render_chart(helm, {}))["template"]["spec"]
+    for key in ("nodeSelector", "tolerations", "affinity", "priorityClassName", "runtimeClassName"):
+        assert key not in defaults, key
+    real_node = {
+        "nodeSelector": {"agentic-sdlc.dev/node": "real"},
+        "tolerations": [{"key": "agentic-sdlc.dev/node", "operator": "Equal", "value": "real",
+                         "effect": "NoSchedule"}],
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]}]}}},
+        "priorityClassName": "agents",
+        "runtimeClassName": "gvisor",
+    }
+    spec = podtemplate(render_chart(helm, real_node))["template"]["spec"]
+    assert {key: spec[key] for key in real_node} == real_node
 
 
 def test_rbac_role_is_least_privilege_and_binds_rbac_subjects(helm: Helm) -> None:

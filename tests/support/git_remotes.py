@@ -43,20 +43,20 @@ def git(*args: str, cwd: Path | None = None, check: bool = True) -> str:
     return proc.stdout
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return sock.getsockname()[1]
 
 
-def wait_for_port(port: int, timeout: float = 20) -> None:
+def wait_for_port(port: int, timeout: float = 20, host: str = "127.0.0.1") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
+            if sock.connect_ex((host, port)) == 0:
                 return
         time.sleep(0.05)
-    raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+    raise AssertionError(f"nothing listens on {host}:{port} after {timeout}s")
 
 
 @dataclass(frozen=True)
@@ -112,10 +112,10 @@ def make_bare_remote(root: Path, name: str = "project.git") -> BareRemote:
 
 
 @contextmanager
-def git_daemon(base: Path) -> Iterator[str]:
-    """`git daemon` serving every repository under `base` (push enabled) on 127.0.0.1; yields the
-    URL prefix `git://127.0.0.1:<port>`."""
-    port = free_port()
+def git_daemon(base: Path, host: str = "127.0.0.1") -> Iterator[str]:
+    """`git daemon` serving every repository under `base` (push enabled) on `host` (127.0.0.1; the
+    real node's gateway address for pods there); yields the URL prefix `git://<host>:<port>`."""
+    port = free_port(host)
     proc = subprocess.Popen(
         [
             "git",
@@ -125,7 +125,7 @@ def git_daemon(base: Path) -> Iterator[str]:
             "--enable=receive-pack",
             "--informative-errors",
             f"--base-path={base}",
-            "--listen=127.0.0.1",
+            f"--listen={host}",
             f"--port={port}",
             str(base),
         ],
@@ -133,8 +133,8 @@ def git_daemon(base: Path) -> Iterator[str]:
         stderr=subprocess.PIPE,
     )
     try:
-        wait_for_port(port)
-        yield f"git://127.0.0.1:{port}"
+        wait_for_port(port, host=host)
+        yield f"git://{host}:{port}"
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -108,19 +108,21 @@ def turn_index(body: dict[str, Any]) -> int:
 
 
 class ScriptedModel:
-    """The server. Use as a context manager; `base_url` is what OpenCode's provider gets."""
+    """The server. Use as a context manager; `base_url` is what OpenCode's provider gets. `host`: the
+    address it listens on (127.0.0.1; the real node's gateway address for pods there)."""
 
-    def __init__(self, select: Callable[[dict[str, Any]], Script] | Script) -> None:
+    def __init__(self, select: Callable[[dict[str, Any]], Script] | Script, host: str = "127.0.0.1") -> None:
         self._select = select if callable(select) else (lambda _body, s=select: s)
         self.recorded = Recorded()
         self._stop = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = ThreadingHTTPServer((host, 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="scripted-model", daemon=True)
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
 
     def opencode_config(self, api_key_env: str = "SCRIPTED_API_KEY") -> dict[str, Any]:
         """The OpenCode config fragment declaring this server as provider `scripted`."""

@@ -1,5 +1,6 @@
 """Access to the test control plane started by scripts/testenv.sh (real etcd, kube-apiserver,
-kube-controller-manager, kube-scheduler and kwok on 127.0.0.1)."""
+kube-controller-manager, kube-scheduler and kwok on 127.0.0.1, and one real node: a kubelet with
+containerd, scripts/testenv-node.sh)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,51 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TESTENV_SCRIPT = REPO_ROOT / "scripts" / "testenv.sh"
 
 IDENTITIES = ("admin", "developer", "stranger")
+
+REAL_NODE_LABEL = "agentic-sdlc.dev/node"
+REAL_NODE_VALUE = "real"
+REAL_NODE_SELECTOR = {REAL_NODE_LABEL: REAL_NODE_VALUE}
+REAL_NODE_TOLERATIONS = [
+    {"key": REAL_NODE_LABEL, "operator": "Equal", "value": REAL_NODE_VALUE, "effect": "NoSchedule"}
+]
+
+
+@dataclass(frozen=True)
+class RealNode:
+    """The control plane's real node (its state file `node.env`): pods that select its label and
+    tolerate its taint run there for real."""
+
+    name: str
+    gateway: str
+    """The bridge's host-side address: the one address of this machine pods reach. Bind the servers
+    a pod must talk to (git daemon, scripted model) to it."""
+    bridge: str
+    subnet: str
+    cgroup_root: str
+    containerd_socket: Path
+    ctr: Path
+
+    @classmethod
+    def read(cls, state_dir: Path) -> RealNode:
+        values = dict(
+            line.split("=", 1) for line in (state_dir / "node.env").read_text().splitlines() if "=" in line
+        )
+        return cls(
+            name=values["NODE_NAME"],
+            gateway=values["NODE_GATEWAY"],
+            bridge=values["NODE_BRIDGE"],
+            subnet=values["NODE_SUBNET"],
+            cgroup_root=values["NODE_CGROUP_ROOT"],
+            containerd_socket=Path(values["CONTAINERD_SOCKET"]),
+            ctr=Path(values["CTR"]),
+        )
+
+    def ctr_run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`ctr` against the node's containerd, namespace k8s.io (the kubelet's)."""
+        return subprocess.run(
+            [str(self.ctr), "--address", str(self.containerd_socket), "--namespace", "k8s.io", *args],
+            capture_output=True, text=True, check=True, timeout=60,
+        )
 
 
 class TestEnvError(RuntimeError):
@@ -88,6 +134,17 @@ class TestEnv:
             [str(self.bin_dir / "helm"), *args], env=self.environ(who), capture_output=True,
             text=True, check=check, timeout=timeout,
         )
+
+    @property
+    def node(self) -> RealNode:
+        return RealNode.read(self.state_dir)
+
+    def import_image(self, image: str) -> None:
+        """Put a podman image into the real node's containerd (once per image id)."""
+        proc = subprocess.run([str(TESTENV_SCRIPT), "import-image", image], capture_output=True, text=True,
+                              env=self.environ(), timeout=600)
+        if proc.returncode != 0:
+            raise TestEnvError(f"scripts/testenv.sh import-image {image} failed:\n{proc.stderr[-4000:]}")
 
     def restart(self, component: str) -> None:
         """Kill one component and start it again on the same ports."""

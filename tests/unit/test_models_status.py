@@ -128,6 +128,14 @@ RESULT = json.dumps(
         (job(), [pod("Failed", terminated(130, result("cancelled")))], "cancelled", None),
         (job(), [pod("Succeeded", terminated(0, reason="Completed"))], "succeeded", None),
         (job([{"type": "Complete", "status": "False"}]), [pod("Running", {"running": {}})], "running", None),
+        # the kubelet's OOMKilled says more than the Job's BackoffLimitExceeded
+        (
+            job([{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]),
+            [pod("Failed", terminated(1, result("failed", error="out of memory: ..."), "OOMKilled"))],
+            "failed",
+            "OOMKilled",
+        ),
+        (job(), [pod("Failed", terminated(137, reason="OOMKilled"))], "failed", "OOMKilled"),
     ],
 )
 def test_phases(the_job: dict[str, Any], pods: list[dict[str, Any]], phase: str, reason: str | None) -> None:
@@ -169,7 +177,15 @@ def test_a_finished_task_in_full() -> None:
     }
     assert status.result is not None and status.result.summary == "did it" and status.result.pushed
     info = AgentInfo.from_status(status)
-    assert (info.phase, info.result_summary, info.node) == ("succeeded", "did it", "kwok-node-0")
+    assert (info.phase, info.result_summary, info.node, info.reason) == ("succeeded", "did it", "kwok-node-0", None)
+
+
+def test_an_oom_killed_task_says_so_in_its_row() -> None:
+    failed = job([{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}])
+    error = "out of memory: OpenCode was OOM-killed"
+    oom_pod = pod("Failed", terminated(1, result("failed", error=error), "OOMKilled"))
+    info = AgentInfo.from_status(derive_status(failed, [oom_pod], "dev", NOW))
+    assert (info.phase, info.reason, info.result_summary) == ("failed", "OOMKilled", error)
 
 
 def test_the_log_marker_is_the_fallback_for_the_result() -> None:

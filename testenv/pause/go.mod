@@ -1,0 +1,3 @@
+module agentic-sdlc/testenv/pause
+
+go 1.26.0
