@@ -372,6 +372,37 @@ class SpawnAsyncResult(_Model):
     message: str
 
 
+class MergeEntry(_Model):
+    task_id: str
+    branch: str
+    head_sha: str | None = None
+    action: Literal["merge", "merged", "skip", "conflict"] = Field(
+        description="merge: will be merged (dry run); merged: done (or was already); skip: not merged "
+        "(see detail); conflict: stopped here, nothing of it merged.")
+    detail: str | None = None
+    conflicts: list[str] = Field(default_factory=list, description="The files in conflict.")
+
+
+class MergeResult(_Model):
+    feature_dir: str
+    base_branch: str
+    dry_run: bool
+    entries: list[MergeEntry] = Field(description="The feature's agent tasks in merge (dependency) order.")
+    pushed: bool = Field(description="The feature branch was pushed (fast-forward) after the merges.")
+    conflict: str | None = Field(None, description="The task whose merge conflicted (the merge stopped there).")
+    sync_ready: list[str] = Field(
+        default_factory=list,
+        description="Open [SYNC] tasks whose agent dependencies are all merged now: the main session's next work.")
+    message: str
+
+
+class SyncResult(_Model):
+    feature_dir: str
+    tasks: list[str] = Field(description="The feature's tasks found in the cluster.")
+    changed: list[str] = Field(description="Those whose spec-kit files changed.")
+    message: str
+
+
 def dump(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json")
 
@@ -481,6 +512,28 @@ class ListAgentsRequest(_Model):
 class TaskRequest(_Model):
     task_id: TaskIdField = Field(description="Task id, e.g. T012.")
     base_branch: BranchField | None = Field(None, description=_BASE_DESCRIPTION)
+    environment: EnvironmentField | None = Field(None, description=_ENV_DESCRIPTION)
+
+
+_FEATURE_DESCRIPTION = (
+    "The spec-kit feature directory (repo-relative), e.g. specs/001-feature. Default: found as spec-kit "
+    "finds it (SPECIFY_FEATURE_DIRECTORY, .specify/feature.json, then specs/<current branch>)."
+)
+
+
+class MergeRequest(_Model):
+    feature: RepoPathField | None = Field(None, description=_FEATURE_DESCRIPTION)
+    base_branch: BranchField | None = Field(
+        None, description="The feature branch to merge into (it must be checked out). Default: the current branch."
+    )
+    environment: EnvironmentField | None = Field(None, description=_ENV_DESCRIPTION)
+    dry_run: bool = Field(False, description="Only show the plan: what would be merged, in which order.")
+    push: bool = Field(True, description="Push the feature branch after merging (never forced).")
+
+
+class SyncRequest(_Model):
+    feature: RepoPathField | None = Field(None, description=_FEATURE_DESCRIPTION)
+    base_branch: BranchField | None = Field(None, description="Only tasks of this feature branch.")
     environment: EnvironmentField | None = Field(None, description=_ENV_DESCRIPTION)
 
 

@@ -119,3 +119,19 @@ def plan_spawns(
                 active += 1
             entries.append(entry)
     return SpawnPlan(waves=waves, entries=entries)
+
+
+def sync_ready(
+    doc: speckit.TasksDoc, dag_waves: list[list[str]] | None, merged: Set[str], completed: Set[str] = frozenset()
+) -> list[str]:
+    """The open [SYNC] tasks that wait for nothing once the `merged` agent tasks are in the feature
+    branch: an agent task counts as done for them only when it is merged (or `[X]`)."""
+    ordering = Ordering.of(doc, dag_waves)
+    group = ordering.group_of()
+    done = {t.task_id for t in doc.tasks if t.done or (not t.is_async and t.task_id in completed)} | set(merged)
+    return [
+        t.task_id
+        for t in doc.tasks
+        if not t.is_async and not t.done and t.task_id not in completed
+        and blockers(t, ordering, group[t.task_id], done)[1] is None
+    ]

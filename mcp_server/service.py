@@ -20,6 +20,7 @@ from mcp_server.errors import ConfigError, InvalidInput, RunnerError, TaskNotFou
 from mcp_server.handoff import ObservingSource, Projector, register_doc_tasks
 from mcp_server.logs import relay
 from mcp_server.logs.cursor import decode_cursor, encode_cursor
+from mcp_server.merge import GitMerge, plan_merge
 from mcp_server.models import (
     PHASES,
     AgentInfo,
@@ -30,18 +31,22 @@ from mcp_server.models import (
     ListAgentsRequest,
     LogBatch,
     LogChunk,
+    MergeRequest,
+    MergeResult,
     SpawnAsyncRequest,
     SpawnAsyncResult,
     SpawnTaskRequest,
     StreamLogsRequest,
     StreamPosition,
+    SyncRequest,
+    SyncResult,
     TaskHandle,
     TaskRef,
     TaskRequest,
     TaskSpec,
     TaskStatus,
 )
-from mcp_server.planning import plan_spawns
+from mcp_server.planning import plan_spawns, sync_ready
 from mcp_server.runner.contract import ContextFile
 from mcp_server.tasks_meta import TasksMeta
 from mcp_server.timeutil import now
@@ -305,6 +310,79 @@ class RunnerService:
             handles=handles,
             warnings=doc.warnings,
             message=message,
+        )
+
+    # -- spec-kit: merge-back and sync --------------------------------------------------------------
+
+    def _feature_tasks(
+        self, feature_path: Path, backend: Backend, base: str | None, doc: speckit.TasksDoc
+    ) -> dict[str, TaskStatus]:
+        """The cluster's tasks of this feature (and feature branch), by task id. A task spawned
+        without a feature directory counts when its id is one of tasks.md's."""
+        rel = self.files.relative(feature_path)
+        ids = set(doc.by_id())
+        found: dict[str, TaskStatus] = {}
+        for status in backend.list_tasks():
+            if base is not None and status.base_branch != base:
+                continue
+            if status.feature_dir == rel or (status.feature_dir is None and status.task_id in ids):
+                found.setdefault(status.task_id, status.model_copy(update={"feature_dir": rel}))
+        return found
+
+    def _feature(self, given: str | None) -> tuple[Path, speckit.TasksDoc, list[list[str]] | None]:
+        feature_path = self.feature_dir(given)
+        doc = self._tasks_doc(feature_path / TASKS_FILE, "feature")
+        return feature_path, doc, speckit.read_waves(feature_path, [t.task_id for t in doc.tasks])
+
+    def merge(self, req: MergeRequest) -> MergeResult:
+        feature_path, doc, dag = self._feature(req.feature)
+        rel = self.files.relative(feature_path)
+        backend = self.backend(req.environment)
+        base = self._base_branch(req.base_branch, backend)
+        tasks = self._feature_tasks(feature_path, backend, base, doc)
+        self.projector.observe(tasks.values())
+        entries = plan_merge(doc, dag, tasks)
+        pushed, conflict = False, None
+        if not req.dry_run:
+            git_merge = GitMerge(self.settings.repo_root)
+            pushed, conflict = git_merge.run(git_merge.check(base, rel), entries, base, req.push)
+        merged = {e.task_id for e in entries if e.action in ("merged", "merge")}
+        ready = sync_ready(doc, dag, merged, TasksMeta(feature_path).completed())
+        verb = "would merge" if req.dry_run else "merged"
+        counts = {a: sum(1 for e in entries if e.action == a) for a in ("merge", "merged", "skip", "conflict")}
+        message = f"{verb} {counts['merge'] if req.dry_run else counts['merged']} task branch(es) into {base}"
+        message += f", skipped {counts['skip']}"
+        if conflict is not None:
+            message += f"; stopped at {conflict}: {next(e.detail for e in entries if e.task_id == conflict)}"
+            message += " (merge aborted, working tree clean; resolve it by hand or rerun the task)"
+        if pushed:
+            message += f"; pushed {base}"
+        if ready:
+            message += f". Ready for the main session: {', '.join(ready)}"
+        return MergeResult(
+            feature_dir=rel,
+            base_branch=base,
+            dry_run=req.dry_run,
+            entries=entries,
+            pushed=pushed,
+            conflict=conflict,
+            sync_ready=ready,
+            message=message + ".",
+        )
+
+    def sync(self, req: SyncRequest) -> SyncResult:
+        feature_path, doc, _dag = self._feature(req.feature)
+        backend = self.backend(req.environment)
+        tasks = self._feature_tasks(feature_path, backend, req.base_branch, doc)
+        register_doc_tasks(TasksMeta(feature_path), doc.tasks, now())
+        changed = self.projector.observe(tasks.values())
+        rel = self.files.relative(feature_path)
+        return SyncResult(
+            feature_dir=rel,
+            tasks=sorted(tasks),
+            changed=changed,
+            message=f"{len(tasks)} task(s) of {rel} in environment {backend.environment!r}; "
+            f"{len(changed)} brought up to date" + (f" ({', '.join(changed)})" if changed else "") + ".",
         )
 
     # -- read ------------------------------------------------------------------------------------
