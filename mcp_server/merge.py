@@ -146,10 +146,13 @@ class GitMerge:
             if merged.returncode != 0:
                 files = git.out("diff", "--name-only", "--diff-filter=U").splitlines()
                 git.run("merge", "--abort", check=False)
+                if not files:  # not a conflict: git refused (no identity, local changes in the way, ...)
+                    raise MergeFailed(
+                        f"merging {entry.task_id} ({entry.branch}) failed, nothing of it was merged: "
+                        f"{(merged.stderr or merged.stdout).strip()}"
+                    )
                 entry.action, entry.conflicts = "conflict", files
-                entry.detail = (
-                    f"conflicts in {', '.join(files)}" if files else (merged.stderr.strip() or "the merge failed")
-                )
+                entry.detail = f"conflicts in {', '.join(files)}"
                 conflict = entry.task_id
                 break
             entry.action, entry.detail = "merged", f"merged as {git.out('rev-parse', 'HEAD')[:12]}"
