@@ -290,8 +290,8 @@ def _handle(result: Any, out: TextIO) -> None:
 def _plan(result: Any, out: TextIO) -> None:
     for warning in result.warnings:
         out.write(f"warning: {result.tasks_file}: {warning}\n")
-    rows = [["TASK", "PHASE", "ACTION", "REASON"]]
-    rows += [[p.task_id, p.phase or str(p.wave), p.action, p.reason or ""] for p in result.plan]
+    rows = [["TASK", "WAVE", "ACTION", "REASON"]]
+    rows += [[p.task_id, str(p.wave), p.action, p.reason or ""] for p in result.plan]
     if result.plan:
         _table(rows, out)
     out.write(result.message + "\n")
