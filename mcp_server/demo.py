@@ -88,7 +88,8 @@ def make_project(root: Path) -> Path:
     (feature / "tasks.md").write_text(TASKS_MD)
     _git(repo, "init", "-q", "-b", FEATURE)
     _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", "feature: spec, plan, tasks")
+    _git(repo, "-c", "user.name=demo", "-c", "user.email=demo@example.com", "commit", "-q", "-m",
+         "feature: spec, plan, tasks")
     _git(repo, "remote", "add", "origin", f"file://{origin}")
     _git(repo, "push", "-q", "origin", FEATURE)
     return repo

@@ -86,7 +86,7 @@ class Git:
 
 def _dirty(git: Git, feature_rel: str) -> list[str]:
     """Tracked files with changes, other than the feature's spec-kit state."""
-    lines = git.out("status", "--porcelain", "--untracked-files=no").splitlines()
+    lines = git.run("status", "--porcelain", "--untracked-files=no").stdout.splitlines()
     state = tuple(f"{feature_rel}/{p}" for p in STATE_PATHS)
     paths = [line[3:].split(" -> ")[-1] for line in lines if line.strip()]
     return [p for p in paths if not p.startswith(state)]
