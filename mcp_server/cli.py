@@ -27,9 +27,11 @@ from mcp_server.models import (
     CleanupRequest,
     ListAgentsRequest,
     LogLine,
+    MergeRequest,
     SpawnAsyncRequest,
     SpawnTaskRequest,
     StreamLogsRequest,
+    SyncRequest,
     TaskLogState,
     TaskRequest,
     TaskStatus,
@@ -106,8 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="spec-kit feature directory: its tasks.md, spec.md and plan.md go into the prompt",
     )
 
-    p = command("spawn-async", "start agents on the open [ASYNC] tasks of a tasks.md, wave by wave")
-    p.add_argument("tasks_file", metavar="TASKS_MD")
+    p = command("spawn-async", "start agents on the open [ASYNC] tasks of a tasks.md, phase by phase")
+    p.add_argument(
+        "tasks_file", metavar="TASKS_MD", nargs="?",
+        help="default: tasks.md of the current spec-kit feature (SPECIFY_FEATURE_DIRECTORY, "
+        ".specify/feature.json, specs/<branch>)",
+    )
     p.add_argument("--base-branch", "--branch", dest="base_branch")
     p.add_argument("--task-id", dest="task_ids", action="append", metavar="ID", help="only this task (repeatable)")
     p.add_argument("--max-parallel", type=int, default=5)
@@ -146,6 +152,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="only tasks finished longer ago (default: every finished task)",
     )
     p.add_argument("--dry-run", action="store_true")
+
+    p = command("merge", "merge the succeeded task branches into the feature branch, in dependency order")
+    p.add_argument("feature", metavar="FEATURE", nargs="?", help="feature directory (default: the current one)")
+    p.add_argument("--base-branch", "--branch", dest="base_branch", help="feature branch (default: current)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan; merge nothing")
+    p.add_argument("--no-push", dest="push", action="store_false", help="do not push the feature branch")
+
+    p = command("speckit", "spec-kit: sync the feature's files with the cluster, install the extension")
+    speckit_sub = p.add_subparsers(dest="speckit_command", metavar="SUBCOMMAND", required=True)
+    s = speckit_sub.add_parser(
+        "sync", help="rebuild tasks_meta.json and .async_state/ of a feature from the cluster",
+        description="rebuild tasks_meta.json and .async_state/ of a feature from the cluster",
+    )
+    _common(s, top=False)
+    s.add_argument("feature", metavar="FEATURE", nargs="?", help="feature directory (default: the current one)")
+    s.add_argument("--base-branch", "--branch", dest="base_branch")
+    s = speckit_sub.add_parser(
+        "install", help="install the agentic-runner spec-kit extension into a repository",
+        description="install the agentic-runner spec-kit extension into a repository (as `specify extension "
+        "add --dev` does: .specify/extensions/agentic-runner/, the registry, the hooks in "
+        ".specify/extensions.yml, the commands for OpenCode in .opencode/commands/)",
+    )
+    s.add_argument("--output", "-o", choices=("table", "json"), default=argparse.SUPPRESS)
+    s.add_argument("--repo", dest="target", default=".", help="the repository (default: the current directory)")
+
+    p = command("demo", "a throwaway spec-kit feature run by local agents against a scripted model (no cluster)")
+    p.add_argument("--keep", metavar="DIR", help="make the demo in DIR and keep it (default: a temporary dir)")
+    p.add_argument("--opencode", metavar="PATH", help="the OpenCode binary (default: see README)")
 
     p = command("run-task", "run one task in this process (what the agent pod runs); must come first")
     p.add_argument("runner_args", nargs=argparse.REMAINDER, help="passed to the task runner")
@@ -254,9 +288,19 @@ def _handle(result: Any, out: TextIO) -> None:
 
 
 def _plan(result: Any, out: TextIO) -> None:
+    for warning in result.warnings:
+        out.write(f"warning: {result.tasks_file}: {warning}\n")
     rows = [["TASK", "WAVE", "ACTION", "REASON"]]
     rows += [[p.task_id, str(p.wave), p.action, p.reason or ""] for p in result.plan]
     if result.plan:
+        _table(rows, out)
+    out.write(result.message + "\n")
+
+
+def _merge(result: Any, out: TextIO) -> None:
+    rows = [["TASK", "BRANCH", "ACTION", "DETAIL"]]
+    rows += [[e.task_id, e.branch, e.action, e.detail or ""] for e in result.entries]
+    if result.entries:
         _table(rows, out)
     out.write(result.message + "\n")
 
@@ -336,6 +380,14 @@ def run(
         return int(runner.main(argv[1:]))
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "speckit" and args.speckit_command == "install":
+        from mcp_server.speckit_extension.install import install_command
+
+        return install_command(args.target, args.output, out, err)
+    if args.command == "demo":
+        from mcp_server.demo import demo_command
+
+        return demo_command(args.keep, args.opencode, out, err)
 
     def make(env: str | None) -> RunnerService:
         # Imported here: `run-task` (the agent image) needs neither the service nor its clients.
@@ -364,6 +416,23 @@ def run(
                 ),
             )
             _print(service.spawn_async(request), args.output, out, _plan)
+        elif args.command == "merge":
+            request = parse(
+                MergeRequest,
+                _given(
+                    feature=_repo_path(service, args.feature), base_branch=args.base_branch,
+                    environment=args.env, dry_run=args.dry_run, push=args.push,
+                ),
+            )
+            result = service.merge(request)
+            _print(result, args.output, out, _merge)
+            return EXIT_FAILED if result.conflict else EXIT_OK
+        elif args.command == "speckit":
+            request = parse(
+                SyncRequest,
+                _given(feature=_repo_path(service, args.feature), base_branch=args.base_branch, environment=args.env),
+            )
+            _print(service.sync(request), args.output, out, _message)
         elif args.command == "logs":
             return _logs(service, args, out)
         elif args.command == "list":

@@ -127,6 +127,7 @@ def derive_status(
         branch=annotations.get(naming.ANNOTATION_TASK_BRANCH),
         repo=annotations.get(naming.ANNOTATION_REPO),
         description=annotations.get(naming.ANNOTATION_DESCRIPTION),
+        feature_dir=annotations.get(naming.ANNOTATION_FEATURE_DIR),
         phase=phase,
         step=runner_step(last_line) if last_line else None,
         reason=reason,

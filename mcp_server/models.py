@@ -90,9 +90,19 @@ class TaskSpec(TaskContext):
     """A resolved task handed to a backend. `timeout_minutes=None` means the environment's default."""
 
     timeout_minutes: int | None = None
+    title: str | None = None
+    """The task's line (its Job's description annotation) when `description` is a longer prompt,
+    such as the delegation prompt spec-kit wrote for it."""
 
     def context(self) -> TaskContext:
-        return TaskContext.model_validate(self.model_dump(exclude={"timeout_minutes"}))
+        return TaskContext.model_validate(self.model_dump(exclude={"timeout_minutes", "title"}))
+
+    @property
+    def summary(self) -> str:
+        """What the task is, in one line (at most 500 characters)."""
+        lines = (self.title or self.description).strip().splitlines()
+        text = lines[0] if lines else ""
+        return text if len(text) <= 500 else text[:499] + "…"
 
 
 # -- what comes back ----------------------------------------------------------------------------
@@ -144,6 +154,7 @@ class TaskStatus(_Model):
     branch: str | None = None
     repo: str | None = None
     description: str | None = None
+    feature_dir: str | None = Field(None, description="The spec-kit feature directory of the task (repo-relative).")
     phase: Phase
     step: str | None = Field(None, description="The runner's last reported step (clone, agent, push, ...).")
     reason: str | None = Field(None, description="Why the task is in its phase, e.g. DeadlineExceeded.")
@@ -346,20 +357,56 @@ class CleanupResult(_Model):
 
 class PlannedTask(_Model):
     task_id: str
-    wave: int
+    wave: int = Field(description="1-based position of the task's group: its phase, or its wave of tasks_dag.json.")
+    phase: str = Field("", description="The group's name, e.g. `Phase 2` or `wave 3`.")
     description: str
     action: Literal["spawn", "exists", "wait"]
     reason: str | None = None
+    waits_for: list[str] = Field(default_factory=list, description="The tasks it waits for (action wait).")
 
 
 class SpawnAsyncResult(_Model):
     tasks_file: str
+    feature_dir: str
     base_branch: str
     environment: str
     dry_run: bool
-    waves: list[list[str]] = Field(description="The open [ASYNC] task ids, wave by wave.")
+    waves: list[list[str]] = Field(description="The open [ASYNC] task ids, phase by phase (or wave by wave).")
     plan: list[PlannedTask]
     handles: list[TaskHandle]
+    warnings: list[str] = Field(
+        default_factory=list, description="Lines of tasks.md that were skipped, and why.")
+    message: str
+
+
+class MergeEntry(_Model):
+    task_id: str
+    branch: str
+    head_sha: str | None = None
+    action: Literal["merge", "merged", "skip", "conflict"] = Field(
+        description="merge: will be merged (dry run); merged: done (or was already); skip: not merged "
+        "(see detail); conflict: stopped here, nothing of it merged.")
+    detail: str | None = None
+    conflicts: list[str] = Field(default_factory=list, description="The files in conflict.")
+
+
+class MergeResult(_Model):
+    feature_dir: str
+    base_branch: str
+    dry_run: bool
+    entries: list[MergeEntry] = Field(description="The feature's agent tasks in merge (dependency) order.")
+    pushed: bool = Field(description="The feature branch was pushed (fast-forward) after the merges.")
+    conflict: str | None = Field(None, description="The task whose merge conflicted (the merge stopped there).")
+    sync_ready: list[str] = Field(
+        default_factory=list,
+        description="Open [SYNC] tasks whose agent dependencies are all merged now: the main session's next work.")
+    message: str
+
+
+class SyncResult(_Model):
+    feature_dir: str
+    tasks: list[str] = Field(description="The feature's tasks found in the cluster.")
+    changed: list[str] = Field(description="Those whose spec-kit files changed.")
     message: str
 
 
@@ -419,8 +466,11 @@ class SpawnTaskRequest(_Model):
 
 
 class SpawnAsyncRequest(_Model):
-    tasks_file: RepoPathField = Field(
-        description="Path of the spec-kit tasks.md (repo-relative), e.g. specs/001-feature/tasks.md."
+    tasks_file: RepoPathField | None = Field(
+        None,
+        description="Path of the spec-kit tasks.md (repo-relative), e.g. specs/001-feature/tasks.md. "
+        "Default: tasks.md of the current feature, found as spec-kit finds it (SPECIFY_FEATURE_DIRECTORY, "
+        ".specify/feature.json, then specs/<current branch>).",
     )
     base_branch: BranchField | None = Field(
         None, description="Feature branch of the tasks. Default: the current branch."
@@ -469,6 +519,28 @@ class ListAgentsRequest(_Model):
 class TaskRequest(_Model):
     task_id: TaskIdField = Field(description="Task id, e.g. T012.")
     base_branch: BranchField | None = Field(None, description=_BASE_DESCRIPTION)
+    environment: EnvironmentField | None = Field(None, description=_ENV_DESCRIPTION)
+
+
+_FEATURE_DESCRIPTION = (
+    "The spec-kit feature directory (repo-relative), e.g. specs/001-feature. Default: found as spec-kit "
+    "finds it (SPECIFY_FEATURE_DIRECTORY, .specify/feature.json, then specs/<current branch>)."
+)
+
+
+class MergeRequest(_Model):
+    feature: RepoPathField | None = Field(None, description=_FEATURE_DESCRIPTION)
+    base_branch: BranchField | None = Field(
+        None, description="The feature branch to merge into (it must be checked out). Default: the current branch."
+    )
+    environment: EnvironmentField | None = Field(None, description=_ENV_DESCRIPTION)
+    dry_run: bool = Field(False, description="Only show the plan: what would be merged, in which order.")
+    push: bool = Field(True, description="Push the feature branch after merging (never forced).")
+
+
+class SyncRequest(_Model):
+    feature: RepoPathField | None = Field(None, description=_FEATURE_DESCRIPTION)
+    base_branch: BranchField | None = Field(None, description="Only tasks of this feature branch.")
     environment: EnvironmentField | None = Field(None, description=_ENV_DESCRIPTION)
 
 

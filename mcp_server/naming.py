@@ -27,6 +27,7 @@ ANNOTATION_BASE_BRANCH = f"{DOMAIN}/base-branch"
 ANNOTATION_TASK_BRANCH = f"{DOMAIN}/task-branch"
 ANNOTATION_DESCRIPTION = f"{DOMAIN}/description"
 ANNOTATION_TASK_CONTEXT = f"{DOMAIN}/task-context"
+ANNOTATION_FEATURE_DIR = f"{DOMAIN}/feature-dir"
 
 # Task defaults the chart puts on its PodTemplate object.
 TEMPLATE_ACTIVE_DEADLINE = f"{DOMAIN}/active-deadline-seconds"

@@ -36,6 +36,8 @@ from mcp_server.models import (
     ListAgentsRequest,
     LogChunk,
     LogLine,
+    MergeRequest,
+    MergeResult,
     SpawnAsyncRequest,
     SpawnAsyncResult,
     SpawnTaskRequest,
@@ -56,8 +58,10 @@ INSTRUCTIONS = """\
 Run spec-kit [ASYNC] tasks as autonomous OpenCode agents, each in its own Kubernetes pod (or local
 process), and watch them. Typical flow: spawn_async_tasks (or spawn_task_pod for one task) -> \
 stream_task_logs repeatedly with the returned cursor until every task is finished -> \
-get_task_status for each result (branch, commits, summary) -> cleanup_tasks. list_agents shows every \
-task; cancel_task stops one. Tasks live in the cluster: they keep running when this session ends."""
+get_task_status for each result (branch, commits, summary) -> merge_task_branches -> cleanup_tasks. \
+list_agents shows every task; cancel_task stops one. Tasks handed to agents are theirs: do not do them \
+yourself. Every observing call updates the feature's tasks_meta.json and .async_state/ files, which \
+spec-kit's check-status reads. Tasks live in the cluster: they keep running when this session ends."""
 
 ServiceGetter = Callable[[], RunnerService]
 
@@ -156,11 +160,16 @@ def build_server(get_service: ServiceGetter) -> RunnerMCPServer:
         "spawn_async_tasks",
         "Spawn the [ASYNC] tasks of a spec-kit tasks.md",
         "Hand every open [ASYNC] task of a spec-kit tasks.md (not [X] done, not [SYNC]) to its own agent "
-        "pod, wave by wave when the feature's tasks_dag.json has execution_waves: tasks of a later wave "
-        "wait until the earlier waves are done, and at most max_parallel of the feature's tasks run at "
-        "once. Call it again later to start the waiting ones; tasks already started are returned, not "
-        "started twice. It also records finished tasks in the feature's .async_state/ "
-        "(delegation_completed/ or delegation_errors/). With dry_run it only returns the plan.",
+        "pod, in spec-kit's order: phase by phase (`## Phase N` headings), or wave by wave when the feature's "
+        "tasks_dag.json has execution_waves, plus each task's `(depends on ...)`. A task starts only when "
+        "every task of the earlier phases/waves ([SYNC] ones included) and every task it depends on is done "
+        "([X] in tasks.md, completed in tasks_meta.json, or an agent task that succeeded); the plan says what "
+        "each waiting task waits for. At most max_parallel of the feature's tasks run at once. The delegation "
+        "prompt spec-kit's dispatch-async wrote (.async_state/delegation_prompts/<id>.md) is the agent's "
+        "prompt; the feature's design documents go along. Call it again later to start the waiting ones; "
+        "tasks already started are returned, not started twice. Every observing tool keeps the feature's "
+        "tasks_meta.json and .async_state/ (what spec-kit's check-status reads) in step with the cluster. "
+        "Do NOT implement the spawned tasks yourself. With dry_run it only returns the plan.",
         SpawnAsyncRequest,
         SpawnAsyncResult,
         ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=True),
@@ -237,6 +246,22 @@ def build_server(get_service: ServiceGetter) -> RunnerMCPServer:
         CancelResult,
         ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True, openWorldHint=True),
         call(RunnerService.cancel),
+    )
+    _add_tool(
+        server,
+        "merge_task_branches",
+        "Merge the succeeded task branches into the feature branch",
+        "Merge-back for a spec-kit feature: fetch each succeeded agent task's pushed branch and merge it into "
+        "the feature branch checked out in this repository, in the feature's dependency order (phases or "
+        "tasks_dag.json waves, then `depends on`), with --no-ff and never forcing; then push the feature "
+        "branch (fast-forward only). It stops at the first conflict, names the files and aborts that merge, "
+        "so the working tree is left clean. Already merged tasks are skipped. Run it when a phase's [ASYNC] "
+        "tasks have finished and before a [SYNC] task that depends on them; `sync_ready` lists the [SYNC] "
+        "tasks that can start then. With dry_run it only shows the plan.",
+        MergeRequest,
+        MergeResult,
+        ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=True),
+        call(RunnerService.merge),
     )
     _add_tool(
         server,

@@ -8,15 +8,19 @@ in: what it knows about tasks it reads back from the backend (the cluster) on ev
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from mcp_server import naming, repo, speckit
+from mcp_server import feature, feature_docs, naming, repo, speckit
+from mcp_server.async_state import AsyncState, delegation_prompt
 from mcp_server.backends.base import Backend
 from mcp_server.config import EnvironmentSettings, Settings
 from mcp_server.errors import ConfigError, InvalidInput, RunnerError, TaskNotFound
+from mcp_server.handoff import ObservingSource, Projector, register_doc_tasks
 from mcp_server.logs import relay
 from mcp_server.logs.cursor import decode_cursor, encode_cursor
+from mcp_server.merge import GitMerge, plan_merge
 from mcp_server.models import (
     PHASES,
     AgentInfo,
@@ -27,27 +31,33 @@ from mcp_server.models import (
     ListAgentsRequest,
     LogBatch,
     LogChunk,
+    MergeRequest,
+    MergeResult,
     SpawnAsyncRequest,
     SpawnAsyncResult,
     SpawnTaskRequest,
     StreamLogsRequest,
     StreamPosition,
+    SyncRequest,
+    SyncResult,
     TaskHandle,
     TaskRef,
     TaskRequest,
     TaskSpec,
     TaskStatus,
 )
-from mcp_server.planning import plan_spawns
+from mcp_server.planning import plan_spawns, sync_ready
 from mcp_server.runner.contract import ContextFile
+from mcp_server.tasks_meta import TasksMeta
+from mcp_server.timeutil import now
 
 BackendFactory = Callable[[EnvironmentSettings, Settings], Backend]
 
-FEATURE_DOCS = ("spec.md", "plan.md", "tasks.md")
-"""The feature documents that go into the prompt of a task of a feature (when they fit)."""
-TASKS_FILE = "tasks.md"
+TASKS_FILE = speckit.TASKS_FILE
 TASKS_FILE_MAX_BYTES = 1024 * 1024
 CONTEXT_JSON_MAX_BYTES = 200 * 1024  # the pod annotation; all annotations together must stay < 256 KiB
+CONTEXT_RESERVE_BYTES = 8 * 1024
+"""What the task context keeps free of the documents for its other fields."""
 
 
 def default_backend_factory(environment: EnvironmentSettings, settings: Settings) -> Backend:
@@ -66,14 +76,21 @@ def default_backend_factory(environment: EnvironmentSettings, settings: Settings
 
 
 class RunnerService:
-    def __init__(self, settings: Settings, backend_factory: BackendFactory = default_backend_factory) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        backend_factory: BackendFactory = default_backend_factory,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
         self.settings = settings
+        self.environ = dict(os.environ if environ is None else environ)
         self._factory = backend_factory
         self._backends: dict[str, Backend] = {}
         self.repository = repo.Repository(settings.repo_root)
         self.files = repo.RepoFiles(
             settings.repo_root, settings.context_file_max_bytes, settings.context_total_max_bytes
         )
+        self.projector = Projector(settings.repo_root, self._origin)
 
     # -- plumbing --------------------------------------------------------------------------------
 
@@ -109,11 +126,13 @@ class RunnerService:
         agent: str | None,
         feature_dir: str | None,
         context_files: list[ContextFile],
+        title: str | None = None,
     ) -> TaskSpec:
         branch = naming.render_branch(backend.branch_pattern(), base_branch, task_id)
         spec = TaskSpec(
             task_id=task_id,
             description=description,
+            title=title,
             repo=repo_url,
             base_branch=base_branch,
             task_branch=branch,
@@ -133,39 +152,53 @@ class RunnerService:
             )
         return spec
 
-    def _feature_docs(self, feature_dir: Path) -> list[ContextFile]:
-        """The feature's documents that exist and fit the context limits (the agent reads the others
-        from its clone)."""
-        docs: list[ContextFile] = []
-        for name in FEATURE_DOCS:
-            path = feature_dir / name
-            if path.is_file():
-                try:
-                    docs.extend(self.files.context_files([self.files.relative(path.resolve())]))
-                except InvalidInput:
-                    continue  # too big or not text
-        return docs
-
-    def _task_line(self, feature_dir: Path, task_id: str) -> str | None:
-        """The description of `task_id` on its line of the feature's tasks.md, if there is one."""
-        tasks_md = feature_dir / TASKS_FILE
-        if not tasks_md.is_file():
-            return None
-        _path, text = repo.read_text(
-            self.settings.repo_root, self.files.relative(tasks_md.resolve()), "feature_dir",
-            TASKS_FILE_MAX_BYTES, "a spec-kit tasks.md",
+    def _feature_docs(self, feature_dir: Path, description: str, given: list[ContextFile]) -> list[ContextFile]:
+        """The feature's design documents that go along (`feature_docs`), within what the task
+        context has left after the description and the given files."""
+        used = sum(len(f.model_dump_json().encode("utf-8")) for f in given)
+        budget = min(
+            self.settings.context_total_max_bytes - used,
+            CONTEXT_JSON_MAX_BYTES - CONTEXT_RESERVE_BYTES - len(description.encode("utf-8")) - used,
         )
-        task = next((t for t in speckit.parse_tasks(text, "feature_dir") if t.task_id == task_id), None)
-        return task.description if task is not None and task.description else None
+        return feature_docs.bundle(
+            self.settings.repo_root, feature_dir, max(0, budget), self.settings.context_file_max_bytes,
+            {f.path for f in given},
+        )
+
+    def _tasks_doc(self, tasks_md: Path, field: str) -> speckit.TasksDoc:
+        _path, text = repo.read_text(
+            self.settings.repo_root, self.files.relative(tasks_md), field, TASKS_FILE_MAX_BYTES, "a spec-kit tasks.md"
+        )
+        return speckit.parse_tasks(text, field)
+
+    def feature_dir(self, given: str | None, field: str = "feature") -> Path:
+        """The spec-kit feature directory: `given`, else found as spec-kit finds it."""
+
+        def branch() -> str | None:
+            try:
+                return self.repository.current_branch()
+            except InvalidInput:
+                return None
+
+        return feature.resolve(self.settings.repo_root, given, self.environ, branch, field)
+
+    def _origin(self) -> str | None:
+        try:
+            return self.repository.origin_url()
+        except InvalidInput:
+            return None
 
     # -- spawn -----------------------------------------------------------------------------------
 
     def spawn_task(self, req: SpawnTaskRequest) -> TaskHandle:
         root = self.settings.repo_root
         feature_path = repo.inside(root, req.feature_dir, "feature_dir") if req.feature_dir is not None else None
-        description = req.description
-        if description is None and feature_path is not None:
-            description = self._task_line(feature_path, req.task_id)
+        title = req.description
+        if title is None and feature_path is not None and (feature_path / TASKS_FILE).is_file():
+            task = self._tasks_doc(feature_path / TASKS_FILE, "feature_dir").by_id().get(req.task_id)
+            title = task.description if task is not None and task.description else None
+        prompt = AsyncState(feature_path).prompt(req.task_id) if feature_path is not None else None
+        description = prompt or title
         if description is None:
             raise InvalidInput(
                 "description",
@@ -178,13 +211,13 @@ class RunnerService:
         feature_dir = None
         if feature_path is not None:
             feature_dir = self.files.relative(feature_path)
-            known = {f.path for f in context_files}
-            context_files += [doc for doc in self._feature_docs(feature_path) if doc.path not in known]
+            context_files += self._feature_docs(feature_path, description, context_files)
         backend = self.backend(env.name)
         spec = self._spec(
             backend,
             task_id=req.task_id,
             description=description,
+            title=title if prompt else None,
             repo_url=repo_url,
             base_branch=self._base_branch(req.base_branch, backend),
             timeout_minutes=req.timeout_minutes,
@@ -193,63 +226,73 @@ class RunnerService:
             feature_dir=feature_dir,
             context_files=context_files,
         )
-        return backend.spawn(spec)
+        handle = backend.spawn(spec)
+        if feature_path is not None:
+            self._handed_over(feature_path, spec, handle)
+        return handle
+
+    def _handed_over(self, feature_path: Path, spec: TaskSpec, handle: TaskHandle) -> None:
+        """A task handed to an agent: its delegation prompt (when spec-kit wrote none) and its
+        tasks_meta.json entry (in_progress), before the first observation."""
+        AsyncState(feature_path).write_prompt_if_absent(
+            delegation_prompt(spec.task_id, spec.summary, spec.feature_dir or "", handle.branch, handle.base_branch),
+            spec.task_id,
+        )
+        try:
+            status = self.backend(handle.environment).status(
+                TaskRef(task_id=handle.task_id, base_branch=handle.base_branch)
+            )
+        except TaskNotFound:
+            return
+        self.projector.observe([status])
 
     def spawn_async(self, req: SpawnAsyncRequest) -> SpawnAsyncResult:
         env = self.settings.environment(req.environment)
         root = self.settings.repo_root
-        tasks_path, text = repo.read_text(
-            root, req.tasks_file, "tasks_file", TASKS_FILE_MAX_BYTES, "a spec-kit tasks.md"
-        )
-        tasks = speckit.parse_tasks(text)
+        if req.tasks_file is not None:
+            tasks_path = repo.inside(root, req.tasks_file, "tasks_file")
+        else:
+            tasks_path = self.feature_dir(None, "tasks_file") / TASKS_FILE
+        doc = self._tasks_doc(tasks_path, "tasks_file")
         feature_dir = tasks_path.parent
-        dag = speckit.read_waves(feature_dir)
-        speckit.open_async_waves(tasks, dag, req.task_ids)  # refuses unknown task_ids before anything
+        dag = speckit.read_waves(feature_dir, [t.task_id for t in doc.tasks])
+        speckit.check_selection(doc, req.task_ids)  # refuses unknown task_ids before anything
         repo_url = req.repo or self.repository.origin_url()
         feature_rel = self.files.relative(feature_dir)
-        docs = self._feature_docs(feature_dir)
         backend = self.backend(env.name)
         base = self._base_branch(req.base_branch, backend)
+        meta = TasksMeta(feature_dir)
+        state = AsyncState(feature_dir)
 
         existing = {s.task_id: s for s in backend.list_tasks() if s.base_branch == base}
-        plan = plan_spawns(tasks, dag, existing, req.max_parallel, req.task_ids)
-        by_id = {t.task_id: t for t in tasks}
-        specs = {
-            task_id: self._spec(
+        plan = plan_spawns(doc, dag, existing, req.max_parallel, req.task_ids, meta.completed())
+        by_id = doc.by_id()
+        specs = {}
+        for task_id in plan.ids("spawn"):
+            title = by_id[task_id].description or task_id
+            description = state.prompt(task_id) or title
+            specs[task_id] = self._spec(
                 backend,
                 task_id=task_id,
-                description=by_id[task_id].description or task_id,
+                description=description,
+                title=title if description != title else None,
                 repo_url=repo_url,
                 base_branch=base,
                 timeout_minutes=req.timeout_minutes,
                 model=req.model,
                 agent=None,
                 feature_dir=feature_rel,
-                context_files=docs,
+                context_files=self._feature_docs(feature_dir, description, []),
             )
-            for task_id in plan.ids("spawn")
-        }
 
         handles: list[TaskHandle] = []
         if not req.dry_run:
-            state = speckit.AsyncState(feature_dir)
-            selected = {entry.task_id for entry in plan.entries}
-            for status in existing.values():
-                if status.task_id in selected:
-                    state.record(status)
-            for task_id, spec in specs.items():
+            register_doc_tasks(meta, doc.tasks, now())
+            self.projector.observe(existing.values())
+            for spec in specs.values():
                 handle = backend.spawn(spec)
                 handles.append(handle)
-                state.write_prompt(by_id[task_id], handle)
-                state.update_meta(
-                    task_id,
-                    {
-                        "status": "delegated",
-                        "job": handle.job,
-                        "branch": handle.branch,
-                        "environment": handle.environment,
-                    },
-                )
+                self._handed_over(feature_dir, spec, handle)
         handles += [TaskHandle.from_status(existing[task_id]) for task_id in plan.ids("exists")]
         counts = {action: len(plan.ids(action)) for action in ("spawn", "exists", "wait")}
         verb = "would spawn" if req.dry_run else "spawned"
@@ -258,13 +301,88 @@ class RunnerService:
         )
         return SpawnAsyncResult(
             tasks_file=self.files.relative(tasks_path),
+            feature_dir=feature_rel,
             base_branch=base,
             environment=backend.environment,
             dry_run=req.dry_run,
             waves=plan.waves,
             plan=plan.entries,
             handles=handles,
+            warnings=doc.warnings,
             message=message,
+        )
+
+    # -- spec-kit: merge-back and sync --------------------------------------------------------------
+
+    def _feature_tasks(
+        self, feature_path: Path, backend: Backend, base: str | None, doc: speckit.TasksDoc
+    ) -> dict[str, TaskStatus]:
+        """The cluster's tasks of this feature (and feature branch), by task id. A task spawned
+        without a feature directory counts when its id is one of tasks.md's."""
+        rel = self.files.relative(feature_path)
+        ids = set(doc.by_id())
+        found: dict[str, TaskStatus] = {}
+        for status in backend.list_tasks():
+            if base is not None and status.base_branch != base:
+                continue
+            if status.feature_dir == rel or (status.feature_dir is None and status.task_id in ids):
+                found.setdefault(status.task_id, status.model_copy(update={"feature_dir": rel}))
+        return found
+
+    def _feature(self, given: str | None) -> tuple[Path, speckit.TasksDoc, list[list[str]] | None]:
+        feature_path = self.feature_dir(given)
+        doc = self._tasks_doc(feature_path / TASKS_FILE, "feature")
+        return feature_path, doc, speckit.read_waves(feature_path, [t.task_id for t in doc.tasks])
+
+    def merge(self, req: MergeRequest) -> MergeResult:
+        feature_path, doc, dag = self._feature(req.feature)
+        rel = self.files.relative(feature_path)
+        backend = self.backend(req.environment)
+        base = self._base_branch(req.base_branch, backend)
+        tasks = self._feature_tasks(feature_path, backend, base, doc)
+        self.projector.observe(tasks.values())
+        entries = plan_merge(doc, dag, tasks)
+        pushed, conflict = False, None
+        if not req.dry_run:
+            git_merge = GitMerge(self.settings.repo_root)
+            pushed, conflict = git_merge.run(git_merge.check(base, rel), entries, base, req.push)
+        merged = {e.task_id for e in entries if e.action in ("merged", "merge")}
+        ready = sync_ready(doc, dag, merged, TasksMeta(feature_path).completed())
+        verb = "would merge" if req.dry_run else "merged"
+        counts = {a: sum(1 for e in entries if e.action == a) for a in ("merge", "merged", "skip", "conflict")}
+        message = f"{verb} {counts['merge'] if req.dry_run else counts['merged']} task branch(es) into {base}"
+        message += f", skipped {counts['skip']}"
+        if conflict is not None:
+            message += f"; stopped at {conflict}: {next(e.detail for e in entries if e.task_id == conflict)}"
+            message += " (merge aborted, working tree clean; resolve it by hand or rerun the task)"
+        if pushed:
+            message += f"; pushed {base}"
+        if ready:
+            message += f". Ready for the main session: {', '.join(ready)}"
+        return MergeResult(
+            feature_dir=rel,
+            base_branch=base,
+            dry_run=req.dry_run,
+            entries=entries,
+            pushed=pushed,
+            conflict=conflict,
+            sync_ready=ready,
+            message=message + ".",
+        )
+
+    def sync(self, req: SyncRequest) -> SyncResult:
+        feature_path, doc, _dag = self._feature(req.feature)
+        backend = self.backend(req.environment)
+        tasks = self._feature_tasks(feature_path, backend, req.base_branch, doc)
+        register_doc_tasks(TasksMeta(feature_path), doc.tasks, now())
+        changed = self.projector.observe(tasks.values())
+        rel = self.files.relative(feature_path)
+        return SyncResult(
+            feature_dir=rel,
+            tasks=sorted(tasks),
+            changed=changed,
+            message=f"{len(tasks)} task(s) of {rel} in environment {backend.environment!r}; "
+            f"{len(changed)} brought up to date" + (f" ({', '.join(changed)})" if changed else "") + ".",
         )
 
     # -- read ------------------------------------------------------------------------------------
@@ -278,7 +396,9 @@ class RunnerService:
         errors: list[str] = []
         for name in names:
             try:
-                agents.extend(AgentInfo.from_status(s) for s in self.backend(name).list_tasks())
+                statuses = self.backend(name).list_tasks()
+                self.projector.observe(statuses)
+                agents.extend(AgentInfo.from_status(s) for s in statuses)
             except RunnerError as exc:
                 if not req.all_environments:
                     raise
@@ -287,14 +407,29 @@ class RunnerService:
         return AgentList(environments=names, agents=agents, counts=counts, errors=errors)
 
     def status(self, req: TaskRequest) -> TaskStatus:
-        return self.backend(req.environment).status(TaskRef(task_id=req.task_id, base_branch=req.base_branch))
+        status = self.backend(req.environment).status(TaskRef(task_id=req.task_id, base_branch=req.base_branch))
+        self.projector.observe([status])
+        return status
 
     def cancel(self, req: TaskRequest) -> CancelResult:
-        return self.backend(req.environment).cancel(TaskRef(task_id=req.task_id, base_branch=req.base_branch))
+        backend = self.backend(req.environment)
+        ref = TaskRef(task_id=req.task_id, base_branch=req.base_branch)
+        try:
+            before: TaskStatus | None = backend.status(ref)
+        except TaskNotFound:
+            before = None
+        result = backend.cancel(ref)
+        if before is not None and result.deleted_jobs and not before.finished:
+            # The Job is gone with its end: the spec-kit files say so now.
+            self.projector.observe([before.model_copy(update={"phase": "cancelled", "finished_at": now()})])
+        return result
 
     def cleanup(self, req: CleanupRequest) -> CleanupResult:
         older = req.older_than_minutes * 60 if req.older_than_minutes is not None else None
-        return self.backend(req.environment).cleanup(older, req.dry_run)
+        backend = self.backend(req.environment)
+        if not req.dry_run:  # the last look at the tasks it deletes
+            self.projector.observe(backend.list_tasks())
+        return backend.cleanup(older, req.dry_run)
 
     # -- logs ------------------------------------------------------------------------------------
 
@@ -306,8 +441,10 @@ class RunnerService:
         backend = self.backend(env.name)
         refs = [TaskRef(task_id=i, base_branch=req.base_branch) for i in req.task_ids] or None
 
+        source = ObservingSource(backend, self.projector)
+
         def read(at: dict[str, StreamPosition], max_lines: int) -> LogBatch:
-            return relay.read_batch(backend, refs, at, max_lines)
+            return relay.read_batch(source, refs, at, max_lines)
 
         def check_selected(batch: LogBatch) -> None:
             if refs is None:

