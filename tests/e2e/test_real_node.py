@@ -195,6 +195,9 @@ async def test_a_task_past_its_deadline_gets_sigterm_pushes_its_work_and_times_o
                            and any(t.startswith("AGENTIC_RESULT: ") for t in rec.texts()), timeout=240)
         status = (await mcp.call("get_task_status", {"task_id": "T001"})).ok
 
+    # The Job controller marks the Job FailureTarget at the deadline and Failed only once the pod has
+    # terminated, which may come after the server has seen the runner's result.
+    assert world.cluster.wait_job_condition(handle["job"], timeout=120) == "Failed"
     job = world.cluster.get("job", handle["job"])
     assert [(c["type"], c["reason"]) for c in job["status"]["conditions"] if c["type"] == "Failed"] == [
         ("Failed", "DeadlineExceeded")]
