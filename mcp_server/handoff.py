@@ -10,7 +10,9 @@ makes each task's feature directory say what the cluster says, at once:
   knows the task).
 
 Everything written is derived from the task's status (times are the cluster's), so a second
-server, or a second call, writes the same or nothing. Only tasks of this repository (the Job's repo
+server, or a second call, writes the same or nothing. A run's end is written into tasks_meta.json
+once: what the main session records after it (a failed task done by hand, the fork's
+`complete-task`) stays until the task runs again. Only tasks of this repository (the Job's repo
 is this checkout's origin) whose feature directory exists inside it are projected: a Job of another
 repository, or one whose annotation points elsewhere, is left alone.
 """
@@ -102,6 +104,10 @@ class Projector:
         same_run = seen.get("job") == status.job and seen.get("created_at") == iso(status.created_at)
         if same_run and seen.get("phase") in FINISHED_PHASES and not status.finished:
             return False
+        # This end of this run is in the file already: what tasks_meta.json says of the task now is
+        # someone else's word (the main session did a failed task by hand) and stays.
+        projected = (same_run and status.finished and seen.get("phase") == status.phase
+                     and ("result" in seen) == (status.result is not None))
         state = AsyncState(feature)
         changed = state.write_prompt_if_absent(
             delegation_prompt(
@@ -114,7 +120,7 @@ class Projector:
             status.task_id,
         )
         changed = state.record(status) or changed
-        change = meta_change(status)
+        change = {} if projected else meta_change(status)
         if not entry.get("started_at"):
             change["started_at"] = iso(status.started_at or status.created_at)
         if entry.get("execution_mode") not in ("ASYNC", "SYNC"):

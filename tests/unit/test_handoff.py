@@ -141,6 +141,26 @@ def test_edits_by_the_forks_scripts_and_unknown_fields_are_kept(fork: Fork) -> N
     assert after["tasks"]["T001"]["status"] == "completed"
 
 
+def test_a_failed_task_done_by_hand_stays_done(fork: Fork) -> None:
+    """The follow command offers to do a failed agent task by hand: the fork's `complete-task` then
+    holds, every later observation of the same failed run leaves it (a new run is projected again)."""
+    fork.add_task("T002", "Create the farewell module in src/farewell.py", "ASYNC")
+    p = projector(fork)
+    assert p.observe([status("T002", "failed", result=None)]) == ["T002"]
+    assert p.observe([status("T002", "failed")]) == ["T002"]  # its result, read a moment later, still counts
+    assert json.loads(fork.meta.read_text())["tasks"]["T002"]["failure_reason"] == "tests fail"
+    fork.run("complete-task", str(fork.meta), "T002", "done by hand")
+    before = fork.meta.read_text()
+    assert p.observe([status("T002", "failed")]) == []
+    assert Projector(fork.repo, lambda: ORIGIN).observe([status("T002", "failed")]) == []  # a second server too
+    assert fork.meta.read_text() == before
+    assert fork.summary()["all_done"] is True
+    assert fork.check_status("T002") == "failed"  # what the agent's run did stays on record
+
+    p.observe([status("T002", "running", created_at=ENDED)])  # a retry: the cluster speaks again
+    assert json.loads(fork.meta.read_text())["tasks"]["T002"]["status"] == "in_progress"
+
+
 def test_concurrent_writers_lose_nothing(fork: Fork) -> None:
     p = projector(fork)
     ids = [f"T{n:03d}" for n in range(100, 140)]
