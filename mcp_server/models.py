@@ -539,7 +539,7 @@ class StreamLogsRequest(_Model):
 class ListAgentsRequest(_Model):
     environment: EnvironmentField | None = Field(None, description=_ENV_DESCRIPTION)
     all_environments: bool = Field(False, description="List the tasks of every configured environment.")
-    limit: Annotated[int, Field(ge=1, le=5000)] | None = Field(
+    limit: Annotated[int, Field(ge=1, le=1000)] | None = Field(
         None,
         description="List at most this many tasks (one page, newest first within it; pages come in the "
         "cluster's order); the result's continue_token gives the next page. Default: every task. Not "

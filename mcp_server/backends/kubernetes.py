@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -71,6 +72,7 @@ class KubernetesBackend:
         )
         self._template: tuple[float, Obj] | None = None
         self.logs = Followers(self._open_follow)
+        self._lister = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"list-{self.namespace}")
         self._running: set[str] = set()  # streams running at their last listing: followed
 
     # -- paths -----------------------------------------------------------------------------------
@@ -253,6 +255,9 @@ class KubernetesBackend:
         selector = naming.selector(
             self.environment, ref.task_id if ref else None, ref.base_branch if ref else None
         )
+        paged = limit is not None or token is not None
+        # Unpaged, the two lists go at once (the pods' selector does not wait for the Jobs).
+        pods_later = None if paged else self._lister.submit(self._list, self._pods, "pods", selector)
         try:
             listed = self._list(self._jobs, "jobs.batch", selector, {"limit": limit, "continue": token})
         except (BadRequest, Gone) as exc:
@@ -262,16 +267,18 @@ class KubernetesBackend:
             raise InvalidInput("continue_token", problem + "; list again from the start", CONTINUE_ALLOWED) from None
         jobs = list(listed.get("items") or [])
         pods_by_job: dict[str, list[Obj]] = {job["metadata"]["name"]: [] for job in jobs}
-        if jobs:
-            pod_selector = selector
-            if limit is not None:
-                pod_selector += f",batch.kubernetes.io/job-name in ({','.join(sorted(pods_by_job))})"
-            for pod in self._list(self._pods, "pods", pod_selector).get("items") or []:
-                owner = (pod["metadata"].get("labels") or {}).get("batch.kubernetes.io/job-name") or (
-                    pod["metadata"].get("labels") or {}
-                ).get("job-name")
-                if owner in pods_by_job:
-                    pods_by_job[owner].append(pod)
+        pods: list[Obj] = []
+        if pods_later is not None:
+            pods = pods_later.result().get("items") or []
+        elif jobs:
+            pod_selector = f"{selector},batch.kubernetes.io/job-name in ({','.join(sorted(pods_by_job))})"
+            pods = self._list(self._pods, "pods", pod_selector).get("items") or []
+        for pod in pods:
+            owner = (pod["metadata"].get("labels") or {}).get("batch.kubernetes.io/job-name") or (
+                pod["metadata"].get("labels") or {}
+            ).get("job-name")
+            if owner in pods_by_job:
+                pods_by_job[owner].append(pod)
         jobs.sort(key=lambda j: j["metadata"].get("creationTimestamp") or "", reverse=True)
         return jobs, pods_by_job, dict(listed.get("metadata") or {})
 

@@ -65,6 +65,7 @@ class Follower:
         self._body: Iterable[bytes] | None = None
         self._base = start
         self._last = start  # the position after the last buffered line
+        self._last_nanos = ts_nanos(start.after) if start.after is not None else None
         self._lines: list[RawLine] = []
         self._nanos: list[int] = []
         self._bytes = 0
@@ -139,7 +140,8 @@ class Follower:
             self._lines.append(line)
             self._nanos.append(line.nanos)
             self._bytes += len(line.text) + 40
-            self._last = _advance_one(self._last, line)
+            self._last = _advance_one(self._last, line, self._last_nanos)
+            self._last_nanos = line.nanos
             self.last_text = line.text
             if len(self._lines) > self._limits.lines or self._bytes > self._limits.bytes:
                 self._trim()
@@ -148,8 +150,10 @@ class Follower:
         """Drop the oldest quarter of the buffer (under the lock); `base` moves past them."""
         drop = max(1, len(self._lines) // 4)
         base = self._base
+        nanos = ts_nanos(base.after) if base.after is not None else None
         for line in self._lines[:drop]:
-            base = _advance_one(base, line)
+            base = _advance_one(base, line, nanos)
+            nanos = line.nanos
             self._bytes -= len(line.text) + 40
         del self._lines[:drop]
         del self._nanos[:drop]
@@ -280,11 +284,12 @@ def _parse(stream: str, raw: bytes) -> RawLine | None:
     return RawLine(stream, stamp, nanos, rest.rstrip("\r"))
 
 
-def _advance_one(position: StreamPosition, line: RawLine) -> StreamPosition:
-    """The position after one more line (the follower's own bookkeeping: `positions.advance`)."""
-    if position.after is not None and ts_nanos(position.after) == line.nanos:
-        return StreamPosition(after=position.after, count=position.count + 1)
-    return StreamPosition(after=line.time, count=1)
+def _advance_one(position: StreamPosition, line: RawLine, nanos: int | None) -> StreamPosition:
+    """The position after one more line (`positions.advance` for one line); `nanos`: the instant of
+    `position.after`, already known."""
+    if nanos is not None and nanos == line.nanos:
+        return StreamPosition.model_construct(after=position.after, count=position.count + 1, done=False, offset=None)
+    return StreamPosition.model_construct(after=line.time, count=1, done=False, offset=None)
 
 
 def _shutdown(body: Iterable[bytes]) -> None:

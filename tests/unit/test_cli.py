@@ -61,7 +61,7 @@ def test_options_work_before_and_after_the_command() -> None:
         ),
         (["logs", "--cursor", "nope"], "invalid cursor: it is not a cursor returned by stream_task_logs"),
         (["list", "--limit", "0"], "invalid limit: input should be greater than or equal to 1"),
-        (["list", "--limit", "5001"], "invalid limit: input should be less than or equal to 5000"),
+        (["list", "--limit", "1001"], "invalid limit: input should be less than or equal to 1000"),
         (
             ["list", "--continue", "not a token!"],
             "invalid continue_token: it is not a continue token of list_agents; allowed: the `continue_token` "
