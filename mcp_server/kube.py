@@ -3,7 +3,8 @@
 The backend works with plain JSON dicts: it reads objects back as the API server sends them and
 writes only the fields it means to. Every failure becomes a `RunnerError` a user can act on:
 403 -> `Forbidden` (verb, resource, namespace), an unreachable server -> `BackendUnavailable`.
-404, 400 and 409 are raised as `NotFound`, `BadRequest`, `AlreadyExists` for the backend to handle.
+404, 400, 409 and 410 are raised as `NotFound`, `BadRequest`, `AlreadyExists`, `Gone` for the backend
+to handle.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ class BadRequest(Exception):
 
 class AlreadyExists(Exception):
     """409 from the API server on create."""
+
+
+class Gone(Exception):
+    """410 from the API server (e.g. an expired continue token of a paged list)."""
 
 
 @dataclass(frozen=True)
@@ -208,6 +213,8 @@ class KubeClient:
             raise NotFound(message)
         if status == 400:
             raise BadRequest(message)
+        if status == 410:
+            raise Gone(message)
         if status == 409 and access.verb == "create":
             raise AlreadyExists(message)
         if status == 403:
