@@ -113,7 +113,7 @@ FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "timeout_minutes": MINUTES, "model": NAME, "agent": NAME, "feature_dir": PATH, "context_files": PATHS,
     "tasks_file": PATH, "task_ids": TASK_IDS, "max_parallel": COUNT, "dry_run": FLAG, "cursor": CURSOR,
     "wait_seconds": WAIT, "max_lines": COUNT, "all_environments": FLAG, "feature": PATH, "push": FLAG,
-    "older_than_minutes": MINUTES,
+    "older_than_minutes": MINUTES, "limit": COUNT, "continue_token": CURSOR,
 }
 EXTRA_KEYS = st.sampled_from(["ctx", "__proto__", "taskId", "namespace", "kubeconfig", "unknown", ""])
 
@@ -121,7 +121,7 @@ EXTRA_KEYS = st.sampled_from(["ctx", "__proto__", "taskId", "namespace", "kubeco
 def arguments(tool: str) -> st.SearchStrategy[dict[str, Any]]:
     """Any subset of the tool's fields with any values, sometimes with keys it does not have."""
     model = TOOLS[tool]
-    fields = {name: FIELDS[name] for name in model.model_fields}
+    fields = {name: FIELDS.get(name, anything()) for name in model.model_fields}  # a new field: any value
     required = {"wait_seconds": WAIT} if tool == "stream_task_logs" else {}
     optional = {k: v for k, v in fields.items() if k not in required}
     extra = st.dictionaries(EXTRA_KEYS, anything(), max_size=2)

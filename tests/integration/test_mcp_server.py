@@ -252,7 +252,7 @@ async def test_progress_notifications_carry_the_latest_line_while_waiting(world:
     assert values == sorted(values) and len(set(values)) == len(values)
 
 
-TRANSIENT = ("cannot be reached", "answered", "forbidden")
+TRANSIENT = ("cluster unavailable", "forbidden")
 
 
 async def read_until(
