@@ -41,6 +41,7 @@ from bench.results import Figure
 from bench.world import World, kubernetes_mcp_server, world
 from mcp_server.config import load_settings
 from mcp_server.logs.cursor import encode_cursor
+from mcp_server.logs.positions import Resume
 from mcp_server.models import StreamPosition
 from mcp_server.service import RunnerService
 from tests.support.mcp_client import connect
@@ -92,16 +93,16 @@ async def list_over_mcp(env: dict[str, str], repeat: int, count: int) -> list[fl
 
 
 def bench_cursor() -> None:
-    print("cursor size (base64 JSON) by followed pods")
-    for pods in (1, 10, 100):
+    print("stream_task_logs cursor size by followed pods still being read (the input limit is 65,536)")
+    for pods in (1, 10, 100, 1000):
         positions = {
-            f"agentic-t{i:03d}-0123456789-abcde": StreamPosition(
-                after="2026-01-01T00:00:00.123456789Z", count=3
+            f"agentic-t{i:04d}-0123456789-abcde": StreamPosition(
+                after=f"2026-01-01T00:{i // 60 % 60:02d}:{i % 60:02d}.{i * 7919 % 10**9:09d}Z", count=1 + i % 3
             )
             for i in range(pods)
         }
-        cursor = encode_cursor("dev", positions)
-        print(f"  {pods:4d} pods: {len(cursor):6d} characters")
+        cursor = encode_cursor("dev", Resume(positions))
+        print(f"  {pods:5d} pods: {len(cursor):6d} characters ({len(cursor) / pods:5.1f} per pod)")
 
 
 def bench_testenv_up(repeat: int) -> None:

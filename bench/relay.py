@@ -157,7 +157,7 @@ def _figures(tally: Tally, load: Load, rss: float, anchor: Tally | None, anchor_
         Figure(name="log_relay_backlog_lines", value=backlog, unit="lines", n=written,
                target=f"0 ({BACKLOG_GRACE:.0f} s after the writers stop)", meets=backlog == 0),
         Figure(name="server_peak_rss_mb", value=round(rss, 1), unit="MB", n=1, target="<= 250 MB",
-               meets=0 < rss <= 250, note="VmHWM of the MCP server process that followed the 20 streams"),
+               meets=0 < rss <= 250, note=f"VmHWM of the MCP server process that followed the {n_pods} streams"),
     ]
 
 
