@@ -7,7 +7,7 @@
 #   make test          everything: lint, unit, integration (starts the test control plane), e2e
 #   make testenv       start the test control plane; prints the env lines to eval
 #   make testenv-down  stop it
-#   make bench         benchmarks; they print figures
+#   make bench         issue 12's figures beside their anchors (bench/results.json); BENCH_ARGS=--help for sizes
 #   make image         the agent image localhost/agentic-sdlc-agent-runner:dev (podman), smoke-run
 #   make opencode      the pinned OpenCode binary for host tests (cached in ~/.cache/agentic-sdlc/)
 SHELL := /bin/bash
@@ -19,6 +19,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 WHEELHOUSE := $(VENV)/wheelhouse
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 HELM ?= helm
 WORKFLOWS := $(wildcard .github/workflows/*.yml)
 
@@ -104,8 +105,8 @@ testenv:
 testenv-down:
 	@scripts/testenv.sh down
 
-bench: install
-	$(PY) -m bench
+bench: install testenv-build
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

@@ -137,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("list", "list the tasks")
     p.add_argument("--all-environments", "-A", action="store_true")
+    p.add_argument("--limit", type=int, help="at most this many tasks (a page); prints how to get the next one")
+    p.add_argument("--continue", dest="continue_token", metavar="TOKEN", help="the next page (printed by --limit)")
 
     for name, text in (("status", "show one task and its result"), ("cancel", "stop and delete one task")):
         p = command(name, text)
@@ -234,6 +236,9 @@ def print_agents(result: AgentList, out: TextIO) -> None:
             ]
         )
     _table(rows, out)
+    if result.continue_token:
+        left = f" ({result.remaining} more)" if result.remaining is not None else ""
+        out.write(f"next page{left}: --continue {result.continue_token}\n")
 
 
 def print_status(status: TaskStatus, out: TextIO) -> None:
@@ -436,7 +441,15 @@ def run(
         elif args.command == "logs":
             return _logs(service, args, out)
         elif args.command == "list":
-            request = parse(ListAgentsRequest, _given(environment=args.env, all_environments=args.all_environments))
+            request = parse(
+                ListAgentsRequest,
+                _given(
+                    environment=args.env,
+                    all_environments=args.all_environments,
+                    limit=args.limit,
+                    continue_token=args.continue_token,
+                ),
+            )
             _print(service.list_agents(request), args.output, out, print_agents)
         elif args.command in ("status", "cancel"):
             ref = parse(TaskRequest, _given(task_id=args.task_id, base_branch=args.base_branch, environment=args.env))

@@ -179,5 +179,5 @@ class ObservingSource:
                 self._projector.observe([status])
         return tasks
 
-    def read_stream(self, stream: str, position: Any) -> Any:
-        return self._backend.read_stream(stream, position)
+    def read_stream(self, stream: str, position: Any, **options: Any) -> Any:
+        return self._backend.read_stream(stream, position, **options)

@@ -3,7 +3,8 @@
 The backend works with plain JSON dicts: it reads objects back as the API server sends them and
 writes only the fields it means to. Every failure becomes a `RunnerError` a user can act on:
 403 -> `Forbidden` (verb, resource, namespace), an unreachable server -> `BackendUnavailable`.
-404, 400 and 409 are raised as `NotFound`, `BadRequest`, `AlreadyExists` for the backend to handle.
+404, 400, 409 and 410 are raised as `NotFound`, `BadRequest`, `AlreadyExists`, `Gone` for the backend
+to handle.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ from mcp_server.errors import BackendUnavailable, ConfigError, Forbidden, Runner
 
 # (connect, read) seconds: a dead API server is noticed quickly, a slow list still completes.
 DEFAULT_TIMEOUT = (5.0, 30.0)
+# A refused or reset connection is tried again (an API server restarting); a request that got no
+# answer in time is not: urllib3's default (three retries) made one call of a tool wait 4 x 30 s on an
+# API server whose etcd is down, past any MCP client's tool timeout.
+RETRIES = urllib3.Retry(total=2, connect=2, read=0, redirect=0, status=0, other=0)
 # Right after it (re)starts, an API server denies everyone but system:masters until its RBAC
 # informers have synced. A 403 to an access it granted this client before is taken for that, for
 # at most this long; after that it is a real denial.
@@ -43,6 +48,10 @@ class BadRequest(Exception):
 
 class AlreadyExists(Exception):
     """409 from the API server on create."""
+
+
+class Gone(Exception):
+    """410 from the API server (e.g. an expired continue token of a paged list)."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,7 @@ def load_api_client(kubeconfig: str | None, context: str | None) -> client.ApiCl
             f"cannot load the Kubernetes configuration for {where} from {files}: {exc}. "
             "Check AGENTIC_KUBECONTEXT / kube_context in .agentic-sdlc/config.yaml."
         ) from None
+    configuration.retries = RETRIES
     return client.ApiClient(configuration=configuration)
 
 
@@ -173,8 +183,13 @@ class KubeClient:
             raise self._unavailable(exc, access) from None
 
     def _unavailable(self, exc: Exception, access: Access) -> BackendUnavailable:
+        cause = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason else exc
+        if isinstance(cause, urllib3.exceptions.ReadTimeoutError):
+            what = f"did not answer in time ({type(cause).__name__}; is its etcd down?)"
+        else:
+            what = f"cannot be reached ({type(cause).__name__})"
         return BackendUnavailable(
-            f"the Kubernetes API server at {self.host} cannot be reached ({type(exc).__name__}) while "
+            f"cluster unavailable: the Kubernetes API server at {self.host} {what} while "
             f"trying to {access.verb} {access.resource} in namespace {access.namespace!r}. Check that "
             "the cluster is up and the kube context is right, then retry."
         )
@@ -193,7 +208,8 @@ class KubeClient:
                 self._denied_since.pop(key, None)
                 return
         raise BackendUnavailable(
-            f"the Kubernetes API server at {self.host} refused to {access.verb} {access.resource} in "
+            f"cluster unavailable: the Kubernetes API server at {self.host} refused to {access.verb} "
+            f"{access.resource} in "
             f"namespace {access.namespace!r}, which it allowed a moment ago: it has probably just "
             "restarted and not loaded its RBAC rules yet. Retry in a moment."
         )
@@ -208,6 +224,8 @@ class KubeClient:
             raise NotFound(message)
         if status == 400:
             raise BadRequest(message)
+        if status == 410:
+            raise Gone(message)
         if status == 409 and access.verb == "create":
             raise AlreadyExists(message)
         if status == 403:
@@ -227,7 +245,7 @@ class KubeClient:
             )
         if status >= 500 or status == 429:
             raise BackendUnavailable(
-                f"the Kubernetes API server at {self.host} answered {status} to {access.verb} "
+                f"cluster unavailable: the Kubernetes API server at {self.host} answered {status} to {access.verb} "
                 f"{access.resource} in namespace {access.namespace!r}: {message}. Retry in a moment."
             )
         raise RunnerError(

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -74,6 +75,25 @@ EnvironmentField = Annotated[
     str,
     Field(json_schema_extra={"pattern": r"^[a-z][a-z0-9-]{0,19}$"}),
     _checked(naming.validate_environment_name),
+]
+CONTINUE_TOKEN_MAX = 4096
+CONTINUE_TOKEN_RE = re.compile(r"^[A-Za-z0-9_=-]+$")
+
+
+def _continue_token(value: str, field: str) -> str:
+    if not 0 < len(value) <= CONTINUE_TOKEN_MAX or CONTINUE_TOKEN_RE.fullmatch(value) is None:
+        raise InvalidInput(
+            field,
+            "it is not a continue token of list_agents",
+            "the `continue_token` of the previous list_agents result of the same environment, or empty",
+        )
+    return value
+
+
+ContinueTokenField = Annotated[
+    str,
+    Field(json_schema_extra={"pattern": CONTINUE_TOKEN_RE.pattern, "maxLength": CONTINUE_TOKEN_MAX}),
+    _checked(_continue_token),
 ]
 DescriptionField = Annotated[str, Field(min_length=1, max_length=4000)]
 RepoPathField = Annotated[str, Field(min_length=1, max_length=1024)]
@@ -224,6 +244,11 @@ class AgentList(_Model):
     errors: list[str] = Field(
         default_factory=list,
         description="With all_environments: why an environment could not be listed (the others are).")
+    continue_token: str | None = Field(
+        None,
+        description="With limit: more tasks follow; pass this as continue_token (same environment and "
+        "limit) for the next page. Empty on the last page.")
+    remaining: int | None = Field(None, description="With limit: how many tasks come after this page, when known.")
 
 
 # -- logs ---------------------------------------------------------------------------------------
@@ -514,6 +539,13 @@ class StreamLogsRequest(_Model):
 class ListAgentsRequest(_Model):
     environment: EnvironmentField | None = Field(None, description=_ENV_DESCRIPTION)
     all_environments: bool = Field(False, description="List the tasks of every configured environment.")
+    limit: Annotated[int, Field(ge=1, le=1000)] | None = Field(
+        None,
+        description="List at most this many tasks (one page, newest first within it; pages come in the "
+        "cluster's order); the result's continue_token gives the next page. Default: every task. Not "
+        "with all_environments.")
+    continue_token: ContinueTokenField | None = Field(
+        None, description="The continue_token of the previous page's result; empty for the first page.")
 
 
 class TaskRequest(_Model):

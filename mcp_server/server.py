@@ -5,17 +5,19 @@ the SDK validates the arguments against it once, and the tool hands the service 
 Its output is a pydantic model (structured content + JSON text). A refused input or a failed
 operation is a tool error whose text says what was wrong, with which input, and what to do.
 
-The service (settings, the repository's git facts) is built before the server starts serving; when
-the configuration is unusable, the server still starts and every tool call reports why.
+The service (settings, the repository's git facts, the Kubernetes client) is built at the first
+tool call, not before `tools/list`: start-up imports only the SDK and the request/result models.
+When the configuration is unusable, the server still starts and every tool call reports why.
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
+import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 from mcp.server import MCPServer
@@ -26,7 +28,6 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticUndefined
 
 from mcp_server import __version__
-from mcp_server.config import load_settings
 from mcp_server.errors import RunnerError
 from mcp_server.models import (
     AgentList,
@@ -47,8 +48,10 @@ from mcp_server.models import (
     TaskRequest,
     TaskStatus,
 )
-from mcp_server.service import RunnerService
 from mcp_server.validation import invalid_input
+
+if TYPE_CHECKING:  # the service (config, yaml, backends) is imported at the first tool call
+    from mcp_server.service import RunnerService
 
 SERVER_NAME = "agentic-runner"
 HEARTBEAT_SECONDS = 5.0
@@ -63,7 +66,7 @@ list_agents shows every task; cancel_task stops one. Tasks handed to agents are 
 yourself. Every observing call updates the feature's tasks_meta.json and .async_state/ files, which \
 spec-kit's check-status reads. Tasks live in the cluster: they keep running when this session ends."""
 
-ServiceGetter = Callable[[], RunnerService]
+ServiceGetter = Callable[[], "RunnerService"]
 
 
 class RunnerMCPServer(MCPServer):
@@ -133,10 +136,15 @@ def build_server(get_service: ServiceGetter) -> RunnerMCPServer:
         readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=True
     )
 
-    def call(operation: Callable[[RunnerService, Any], BaseModel]) -> Callable[[Context, Any], Awaitable[BaseModel]]:  # type: ignore[type-arg]
+    def call(operation: str) -> Callable[[Context, Any], Awaitable[BaseModel]]:  # type: ignore[type-arg]
+        """The service's operation `operation`, run in a worker thread."""
+
         async def run(_ctx: Context, request: Any) -> BaseModel:  # type: ignore[type-arg]
-            service = get_service()
-            return await anyio.to_thread.run_sync(operation, service, request)
+            def invoke() -> BaseModel:
+                result: BaseModel = getattr(get_service(), operation)(request)
+                return result
+
+            return await anyio.to_thread.run_sync(invoke)
 
         return run
 
@@ -153,7 +161,7 @@ def build_server(get_service: ServiceGetter) -> RunnerMCPServer:
         SpawnTaskRequest,
         TaskHandle,
         ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=True),
-        call(RunnerService.spawn_task),
+        call("spawn_task"),
     )
     _add_tool(
         server,
@@ -173,7 +181,7 @@ def build_server(get_service: ServiceGetter) -> RunnerMCPServer:
         SpawnAsyncRequest,
         SpawnAsyncResult,
         ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=True),
-        call(RunnerService.spawn_async),
+        call("spawn_async"),
     )
 
     async def stream(ctx: Context, request: StreamLogsRequest) -> BaseModel:  # type: ignore[type-arg]
@@ -193,7 +201,8 @@ def build_server(get_service: ServiceGetter) -> RunnerMCPServer:
             sent.update(at=now, progress=progress)
             await ctx.report_progress(progress, None, message[:PROGRESS_MESSAGE_MAX])
 
-        return await get_service().stream_logs(request, on_batch=on_batch)
+        service = await anyio.to_thread.run_sync(get_service)
+        return await service.stream_logs(request, on_batch=on_batch)
 
     _add_tool(
         server,
@@ -220,7 +229,7 @@ def build_server(get_service: ServiceGetter) -> RunnerMCPServer:
         ListAgentsRequest,
         AgentList,
         read_only,
-        call(RunnerService.list_agents),
+        call("list_agents"),
     )
     _add_tool(
         server,
@@ -232,7 +241,7 @@ def build_server(get_service: ServiceGetter) -> RunnerMCPServer:
         TaskRequest,
         TaskStatus,
         read_only,
-        call(RunnerService.status),
+        call("status"),
     )
     _add_tool(
         server,
@@ -245,7 +254,7 @@ def build_server(get_service: ServiceGetter) -> RunnerMCPServer:
         TaskRequest,
         CancelResult,
         ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True, openWorldHint=True),
-        call(RunnerService.cancel),
+        call("cancel"),
     )
     _add_tool(
         server,
@@ -261,7 +270,7 @@ def build_server(get_service: ServiceGetter) -> RunnerMCPServer:
         MergeRequest,
         MergeResult,
         ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=True),
-        call(RunnerService.merge),
+        call("merge"),
     )
     _add_tool(
         server,
@@ -273,24 +282,37 @@ def build_server(get_service: ServiceGetter) -> RunnerMCPServer:
         CleanupRequest,
         CleanupResult,
         ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True, openWorldHint=True),
-        call(RunnerService.cleanup),
+        call("cleanup"),
     )
     return server
 
 
 def prepared_service(build: Callable[[], RunnerService] | None = None) -> ServiceGetter:
-    """The service, built now (before the server serves); a configuration it cannot use is
-    reported by every tool call instead, so the client still sees the tools and the reason."""
-    try:
-        service = (build or (lambda: RunnerService(load_settings())))()
-    except RunnerError as exc:  # a ConfigError, or an unknown AGENTIC_ENV
-        error = exc
+    """The service, built once, at the first tool call (so `tools/list` needs none of it); a
+    configuration it cannot use is reported by every tool call instead, so the client still sees the
+    tools and the reason."""
+    lock = threading.Lock()
+    built: list[RunnerService] = []
+    failed: list[RunnerError] = []
 
-        def refuse() -> RunnerService:
-            raise error
+    def default() -> RunnerService:
+        from mcp_server.config import load_settings
+        from mcp_server.service import RunnerService
 
-        return refuse
-    return lambda: service
+        return RunnerService(load_settings())
+
+    def get() -> RunnerService:
+        with lock:
+            if not built and not failed:
+                try:
+                    built.append((build or default)())
+                except RunnerError as exc:  # a ConfigError, or an unknown AGENTIC_ENV
+                    failed.append(exc)
+        if failed:
+            raise failed[0]
+        return built[0]
+
+    return get
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from mcp_server.errors import ConfigError, InvalidInput, RunnerError, TaskNotFou
 from mcp_server.handoff import ObservingSource, Projector, register_doc_tasks
 from mcp_server.logs import relay
 from mcp_server.logs.cursor import decode_cursor, encode_cursor
+from mcp_server.logs.positions import Resume
 from mcp_server.merge import GitMerge, plan_merge
 from mcp_server.models import (
     PHASES,
@@ -37,7 +38,6 @@ from mcp_server.models import (
     SpawnAsyncResult,
     SpawnTaskRequest,
     StreamLogsRequest,
-    StreamPosition,
     SyncRequest,
     SyncResult,
     TaskHandle,
@@ -388,15 +388,25 @@ class RunnerService:
     # -- read ------------------------------------------------------------------------------------
 
     def list_agents(self, req: ListAgentsRequest) -> AgentList:
+        paged = req.limit is not None or req.continue_token is not None
+        if req.all_environments and paged:
+            field = "limit" if req.limit is not None else "continue_token"
+            raise InvalidInput(field, "pages are per environment", "empty with all_environments")
         if not req.all_environments:
             names = [self.settings.environment(req.environment).name]
         else:
             names = sorted(self.settings.environments)
         agents: list[AgentInfo] = []
         errors: list[str] = []
+        page = None
         for name in names:
             try:
-                statuses = self.backend(name).list_tasks()
+                backend = self.backend(name)
+                if paged:
+                    page = backend.list_page(req.limit, req.continue_token)
+                    statuses = page.tasks
+                else:
+                    statuses = backend.list_tasks()
                 self.projector.observe(statuses)
                 agents.extend(AgentInfo.from_status(s) for s in statuses)
             except RunnerError as exc:
@@ -404,7 +414,14 @@ class RunnerService:
                     raise
                 errors.append(f"{name}: {exc}")
         counts = {phase: sum(1 for a in agents if a.phase == phase) for phase in PHASES}
-        return AgentList(environments=names, agents=agents, counts=counts, errors=errors)
+        return AgentList(
+            environments=names,
+            agents=agents,
+            counts=counts,
+            errors=errors,
+            continue_token=page.next_token if page is not None else None,
+            remaining=page.remaining if page is not None else None,
+        )
 
     def status(self, req: TaskRequest) -> TaskStatus:
         status = self.backend(req.environment).status(TaskRef(task_id=req.task_id, base_branch=req.base_branch))
@@ -437,14 +454,16 @@ class RunnerService:
         """New lines since the cursor, waiting up to wait_seconds for them (`mcp_server.logs.relay`).
         `on_batch` sees every read (also empty ones) as it happens."""
         env = self.settings.environment(req.environment)
-        positions = decode_cursor(req.cursor, env.name)
+        resume = decode_cursor(req.cursor, env.name)
         backend = self.backend(env.name)
         refs = [TaskRef(task_id=i, base_branch=req.base_branch) for i in req.task_ids] or None
 
         source = ObservingSource(backend, self.projector)
 
-        def read(at: dict[str, StreamPosition], max_lines: int) -> LogBatch:
-            return relay.read_batch(source, refs, at, max_lines)
+        fresh = req.wait_seconds == 0  # a call that does not wait reads every stream itself, now
+
+        def read(at: Resume, max_lines: int) -> relay.Batch:
+            return relay.read_batch(source, refs, at, max_lines, fresh)
 
         def check_selected(batch: LogBatch) -> None:
             if refs is None:
@@ -455,7 +474,7 @@ class RunnerService:
 
         followed = await relay.follow(
             read,
-            positions,
+            resume,
             max_lines=req.max_lines,
             wait_seconds=req.wait_seconds,
             poll_seconds=self.settings.log_poll_seconds,
@@ -465,7 +484,7 @@ class RunnerService:
         return LogChunk(
             lines=followed.lines,
             tasks=followed.tasks,
-            cursor=encode_cursor(backend.environment, followed.positions),
+            cursor=encode_cursor(backend.environment, followed.resume),
             more=followed.more,
             all_finished=bool(followed.tasks) and all(t.finished for t in followed.tasks),
         )

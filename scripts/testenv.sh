@@ -7,6 +7,8 @@
 #   scripts/testenv.sh status   say what runs
 #   scripts/testenv.sh down     stop every process it started (by pid) and remove the state
 #   scripts/testenv.sh restart COMPONENT   kill and start one component again on the same ports
+#   scripts/testenv.sh stop COMPONENT      stop one component (e.g. etcd, to see clients cope); `start` brings it back
+#   scripts/testenv.sh start COMPONENT     start a stopped component again on the same ports
 #   scripts/testenv.sh import-image IMAGE  put a podman image into the real node's containerd
 #
 # Components: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok (two fake nodes,
@@ -14,6 +16,8 @@
 # provisioner that gives every pod a log file under $STATE/pod-logs/<namespace>/<pod>.log, and one
 # real node (node-ns, containerd, kubelet: scripts/testenv-node.sh) for pods that tolerate its taint
 # agentic-sdlc.dev/node=real:NoSchedule and select its label agentic-sdlc.dev/node=real.
+# The API server writes an audit log of the test identities' requests (testenv/audit-policy.yaml) to
+# $STATE/logs/audit.log, so a test or a benchmark can count the requests an operation makes.
 # Only human messages go to stderr; stdout carries nothing but the `export ...` lines, so
 # `eval "$(scripts/testenv.sh up)"` works.
 set -Eeuo pipefail
@@ -43,7 +47,7 @@ log() { printf 'testenv: %s\n' "$*" >&2; }
 
 usage() {
   cat >&2 <<EOF
-usage: scripts/testenv.sh up|down|env|status|restart COMPONENT|import-image IMAGE|build
+usage: scripts/testenv.sh up|down|env|status|restart COMPONENT|stop COMPONENT|start COMPONENT|import-image IMAGE|build
 
   build     only build (or find in the cache) the pinned binaries
   up        build the pinned binaries once (cached in $CACHE_DIR),
@@ -53,6 +57,9 @@ usage: scripts/testenv.sh up|down|env|status|restart COMPONENT|import-image IMAG
   down      stop every process started by 'up' and remove the state ($STATE_DIR)
   restart   kill one component and start it again on the same ports
             (one of: ${RESTARTABLE[*]})
+  stop      stop one of those components and leave it stopped (say etcd: the API server stays up
+            but cannot serve); \`up\` then starts a fresh environment
+  start     start a component that \`stop\` stopped, on the same ports
   import-image IMAGE
             copy a podman image (e.g. localhost/agentic-sdlc-agent-runner:dev) into the real node's
             containerd, for pods with imagePullPolicy Never or IfNotPresent (no registry here)
@@ -346,6 +353,8 @@ start_kube-apiserver() {
     --kubelet-certificate-authority "$pki/ca.crt" --kubelet-preferred-address-types InternalIP \
     --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" \
     --kubelet-client-key "$pki/apiserver-kubelet-client.key" \
+    --audit-policy-file "$SRC_DIR/audit-policy.yaml" --audit-log-path "$STATE_DIR/logs/audit.log" \
+    --audit-log-format json --audit-log-maxsize 0 \
     --profiling=false --watch-cache=true --v=1 ${AGENTIC_TESTENV_APISERVER_ARGS:-} # word-split on purpose
 }
 # Ready means serving and authorizing: right after a (re)start the RBAC authorizer denies everyone
@@ -358,7 +367,8 @@ start_kube-controller-manager() {
   spawn kube-controller-manager "$KUBE_BIN/kube-controller-manager" \
     --kubeconfig "$STATE_DIR/component.kubeconfig" --leader-elect=false --secure-port 0 \
     --service-account-private-key-file "$STATE_DIR/pki/sa.key" --root-ca-file "$STATE_DIR/pki/ca.crt" \
-    --cluster-name agentic-testenv --controllers '*' --concurrent-ttl-after-finished-syncs 5 --v=1
+    --cluster-name agentic-testenv --controllers '*' --concurrent-ttl-after-finished-syncs 5 \
+    --kube-api-qps 200 --kube-api-burst 400 --concurrent-job-syncs 10 --v=1
 }
 ready_kube-controller-manager() {
   # The serviceaccount controller has made the default namespace's ServiceAccount.
@@ -367,7 +377,8 @@ ready_kube-controller-manager() {
 
 start_kube-scheduler() {
   spawn kube-scheduler "$KUBE_BIN/kube-scheduler" \
-    --kubeconfig "$STATE_DIR/component.kubeconfig" --leader-elect=false --secure-port 0 --v=1
+    --kubeconfig "$STATE_DIR/component.kubeconfig" --leader-elect=false --secure-port 0 \
+    --kube-api-qps 200 --kube-api-burst 400 --v=1
 }
 ready_kube-scheduler() { grep -q 'Starting Kubernetes Scheduler' "$STATE_DIR/logs/kube-scheduler.log"; }
 
@@ -393,17 +404,40 @@ ready_log-provisioner() { is_running log-provisioner; }
 
 # Gives every pod a CRI-format log file and a kwok Logs object pointing at it, so that
 # `kubectl logs [-f]` works; a test appends lines to the file to make the container "print".
+# Pods that arrive together (a burst of Jobs) get their Logs objects in one `kubectl apply`.
 log_provisioner() {
   load_state
-  local logs="$STATE_DIR/pod-logs"
   while true; do
     admin_kubectl get pods -A --watch --output-watch-events \
-      -o jsonpath='{.type} {.object.metadata.namespace} {.object.metadata.name}{"\n"}' 2>&1 |
-      while read -r event ns name; do
-        [[ $event == ADDED && -n $ns && -n $name ]] || continue
+      -o jsonpath='{.type} {.object.metadata.namespace} {.object.metadata.name}{"\n"}' 2>&1 | provision_logs
+    sleep 1
+  done
+}
+
+# read_event VAR [TIMEOUT]: one whole line of the watch into VAR; with TIMEOUT, fail when none is
+# there by then (a line whose first part came in time is read to its end).
+read_event() {
+  local -n into=$1
+  local rest rc=0
+  if [[ -z ${2:-} ]]; then
+    IFS= read -r into
+    return
+  fi
+  IFS= read -r -t "$2" into || rc=$?
+  ((rc == 0)) && return 0
+  ((rc > 128)) && [[ -n $into ]] && { IFS= read -r rest || true; into+=$rest; return 0; }
+  return 1
+}
+
+provision_logs() {
+  local logs="$STATE_DIR/pod-logs" line event ns name docs files f
+  while read_event line; do
+    docs="" files=()
+    while :; do
+      read -r event ns name <<<"$line"
+      if [[ $event == ADDED && -n $ns && -n $name ]]; then
         mkdir -p "$logs/$ns"
-        # The Logs object first: once the file exists, a test may expect it to be served.
-        admin_kubectl apply -f - >/dev/null <<EOF || echo "log-provisioner: could not create Logs for $ns/$name"
+        docs+="---
 apiVersion: kwok.x-k8s.io/v1alpha1
 kind: Logs
 metadata:
@@ -413,10 +447,19 @@ spec:
   logs:
   - logsFile: $logs/$ns/$name.log
     follow: true
-EOF
-        [[ -e $logs/$ns/$name.log ]] || : >"$logs/$ns/$name.log"
-      done
-    sleep 1
+"
+        files+=("$logs/$ns/$name.log")
+      fi
+      ((${#files[@]} < 200)) || break
+      read_event line 0.05 || break
+    done
+    [[ -n $docs ]] || continue
+    # The Logs objects first: once the file exists, a test may expect it to be served.
+    admin_kubectl apply -f - >/dev/null <<<"$docs" ||
+      echo "log-provisioner: could not create Logs for ${#files[@]} pod(s): ${files[*]}"
+    for f in "${files[@]}"; do
+      [[ -e $f ]] || : >"$f"
+    done
   done
 }
 
@@ -650,18 +693,40 @@ cmd_down() {
 }
 
 cmd_restart() {
-  local name=${1:-}
-  if [[ ! " ${RESTARTABLE[*]} " =~ [[:space:]]${name}[[:space:]] ]] || [[ -z $name ]]; then
-    log "restart needs one of: ${RESTARTABLE[*]}"
+  needs_component restart "${1:-}"
+  stop_component "$1"
+  # Same ports: clients keep their kubeconfigs, as after a real apiserver restart.
+  "start_$1"
+  wait_for "$1" 60 "ready_$1" || fail_component "$1" "$STATE_DIR/logs/$1.log" "did not come back after restart"
+  log "restarted $1"
+}
+
+# needs_component VERB NAME: NAME is one of RESTARTABLE, or exit 2 saying which are.
+needs_component() {
+  local verb=$1 name=${2:-}
+  if [[ -z $name ]] || [[ ! " ${RESTARTABLE[*]} " =~ [[:space:]]${name}[[:space:]] ]]; then
+    log "$verb needs one of: ${RESTARTABLE[*]}"
     exit 2
   fi
   [[ -f $STATE_DIR/ports.env ]] || { log "not running"; exit 1; }
   load_state
-  stop_component "$name"
-  # Same ports: clients keep their kubeconfigs, as after a real apiserver restart.
-  "start_$name"
-  wait_for "$name" 60 "ready_$name" || fail_component "$name" "$STATE_DIR/logs/$name.log" "did not come back after restart"
-  log "restarted $name"
+}
+
+cmd_stop() {
+  needs_component stop "${1:-}"
+  stop_component "$1"
+  log "stopped $1 (scripts/testenv.sh start $1 brings it back)"
+}
+
+cmd_start() {
+  needs_component start "${1:-}"
+  if is_running "$1"; then
+    log "$1 runs already"
+    return 0
+  fi
+  "start_$1"
+  wait_for "$1" 60 "ready_$1" || fail_component "$1" "$STATE_DIR/logs/$1.log" "did not come back after start"
+  log "started $1"
 }
 
 # Serialise up/down/restart: concurrent test sessions may share one environment.
@@ -674,7 +739,7 @@ lock() {
 main() {
   local cmd=${1:-}
   case $cmd in
-  build | up | down | restart) lock ;;
+  build | up | down | restart | stop | start) lock ;;
   esac
   case $cmd in
   build) build_all ;;
@@ -683,6 +748,8 @@ main() {
   env) cmd_env ;;
   status) cmd_status ;;
   restart) cmd_restart "${2:-}" ;;
+  stop) cmd_stop "${2:-}" ;;
+  start) cmd_start "${2:-}" ;;
   import-image) cmd_import_image "${2:-}" ;;
   _log-provisioner) log_provisioner ;;
   _node-init) node_init "$2" ;;

@@ -17,13 +17,17 @@ Contract of each method:
   `base_branch`) exists already, return its handle with `created=False` and start nothing, also when
   several identical calls race. `spec.task_branch` is already rendered and validated.
   `spec.timeout_minutes=None` means the environment's default.
-- `list_tasks()`: every task of the environment, newest first, each with its last log line. One list
-  request per kind of object, never a request per task for the objects themselves.
+- `list_tasks()`: every task of the environment, newest first, each with the last log line the
+  backend holds without reading (none for a task nobody followed). One list request per kind of
+  object, never a request per task.
+- `list_page(limit, token)`: a page of at most `limit` tasks from `token` (the previous page's
+  `next_token`) on, newest first within the page, with the token of the next page (None after the
+  last); a token it did not hand out is refused with `InvalidInput` on `continue_token`.
 - `status(ref)`: one task in full, with its result parsed from the runner's result JSON (termination
   message / result file, the log marker `AGENTIC_RESULT: ` as fallback). `TaskNotFound` if no task
   matches; `InvalidInput` on `base_branch` if the id exists on several feature branches (`pick_one`).
-- `log_streams(refs)` and `read_stream(stream, position)`: the raw log streams for the relay
-  (`mcp_server.logs.relay`, which merges and tracks positions once for every backend).
+- `log_streams(refs)` and `read_stream(stream, position, limit=, fresh=)`: the raw log streams for
+  the relay (`mcp_server.logs.relay`, which merges and tracks positions once for every backend).
 - `cancel(ref)`: stop and delete the task (its Job and pods / its process). Idempotent: a task that
   is gone already gives a result with nothing deleted.
 - `cleanup(older_than_seconds, dry_run)`: delete finished tasks finished longer ago than
@@ -34,6 +38,7 @@ Contract of each method:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, TypeVar, runtime_checkable
 
@@ -51,6 +56,18 @@ from mcp_server.models import (
 
 T = TypeVar("T")
 
+CONTINUE_ALLOWED = "the `continue_token` of the previous list_agents result of the same environment, or empty"
+
+
+@dataclass(frozen=True)
+class TaskPage:
+    """One page of a listing: its tasks, the token of the next page (None: it was the last) and,
+    when the backend knows it, how many tasks come after this page."""
+
+    tasks: list[TaskStatus]
+    next_token: str | None
+    remaining: int | None = None
+
 
 @runtime_checkable
 class Backend(LogSource, Protocol):
@@ -66,11 +83,26 @@ class Backend(LogSource, Protocol):
 
     def list_tasks(self) -> list[TaskStatus]: ...
 
+    def list_page(self, limit: int | None, token: str | None) -> TaskPage: ...
+
     def status(self, ref: TaskRef) -> TaskStatus: ...
 
     def cancel(self, ref: TaskRef) -> CancelResult: ...
 
     def cleanup(self, older_than_seconds: float | None, dry_run: bool) -> CleanupResult: ...
+
+
+def page_of(tasks: Sequence[TaskStatus], limit: int | None, token: str | None) -> TaskPage:
+    """A page of a listing that is read whole anyway (a local state directory): the token is the
+    position of the page's first task, as `o<n>`."""
+    start = 0
+    if token:
+        if not (token.startswith("o") and token[1:].isdigit() and int(token[1:]) <= len(tasks)):
+            raise InvalidInput("continue_token", "it is not a continue token of this list", CONTINUE_ALLOWED)
+        start = int(token[1:])
+    end = len(tasks) if limit is None else min(len(tasks), start + limit)
+    more = end < len(tasks)
+    return TaskPage(list(tasks[start:end]), f"o{end}" if more else None, len(tasks) - end if more else None)
 
 
 def pick_one(ref: TaskRef, found: Sequence[T], base_branch: Callable[[T], str | None]) -> T | None:

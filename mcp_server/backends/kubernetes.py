@@ -3,25 +3,31 @@
 RBAC it needs (the chart's Role): jobs create/get/list/watch/delete, pods get/list/watch, pods/log get,
 podtemplates get/list. Nothing else: the task context travels in a pod annotation that the chart's
 PodTemplate mounts through the downward API (no ConfigMap, no Secret).
+
+Requests per operation: a listing (list_tasks, log_streams, cleanup) is one LIST of Jobs and one of
+pods, whatever the number of tasks; no log is read for it (a task's last line is the one the log
+relay holds, `mcp_server.logs.follow`). A running pod's log, once a waiting stream_task_logs call
+read it, is followed by one open request, read from memory afterwards.
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mcp_server import naming
-from mcp_server.backends.base import cleanup_choice, pick_one
+from mcp_server.backends.base import CONTINUE_ALLOWED, TaskPage, cleanup_choice, pick_one
 from mcp_server.backends.final_result import FinalResult
 from mcp_server.config import EnvironmentSettings, Settings
 from mcp_server.defaults import chart_defaults
-from mcp_server.errors import Conflict, RunnerError, TaskNotFound
+from mcp_server.errors import Conflict, InvalidInput, RunnerError, TaskNotFound
 from mcp_server.jobstatus import derive_status, newest, pod_started, pod_terminated
-from mcp_server.kube import Access, AlreadyExists, BadRequest, KubeClient, NotFound, load_api_client
+from mcp_server.kube import Access, AlreadyExists, BadRequest, Gone, KubeClient, NotFound, load_api_client
+from mcp_server.logs.follow import Followers, StreamGone
 from mcp_server.logs.positions import parse_timestamped, since_time
 from mcp_server.logs.relay import LogStream, StreamRead, TaskStreams
 from mcp_server.logs.results import result_from_lines
@@ -39,7 +45,10 @@ from mcp_server.models import (
 
 LOG_LIMIT_BYTES = 4 * 1024 * 1024
 TEMPLATE_CACHE_SECONDS = 30.0
-LOG_READERS = 8
+LOG_LIMIT_LINES = 5000
+FOLLOW_CHUNK_BYTES = 64 * 1024
+FOLLOW_TIMEOUT = (5.0, 60.0)
+"""(connect, read) seconds of a follow stream: one silent for a minute is opened again."""
 
 Obj = dict[str, Any]
 
@@ -62,6 +71,9 @@ class KubernetesBackend:
             load_api_client(environment.kubeconfig, environment.kube_context), forbidden_hint=hint
         )
         self._template: tuple[float, Obj] | None = None
+        self.logs = Followers(self._open_follow)
+        self._lister = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"list-{self.namespace}")
+        self._running: set[str] = set()  # streams running at their last listing: followed
 
     # -- paths -----------------------------------------------------------------------------------
 
@@ -228,28 +240,47 @@ class KubernetesBackend:
 
     # -- reading ---------------------------------------------------------------------------------
 
-    def _list(self, path: str, resource: str, selector: str) -> list[Obj]:
-        data = self.kube.request(
-            "GET", path, self._access("list", resource), query={"labelSelector": selector}
+    def _list(self, path: str, resource: str, selector: str, query: Mapping[str, Any] | None = None) -> Obj:
+        return dict(
+            self.kube.request(
+                "GET", path, self._access("list", resource), query={"labelSelector": selector, **(query or {})}
+            )
         )
-        return list(data.get("items") or [])
 
-    def _jobs_and_pods(self, ref: TaskRef | None = None) -> tuple[list[Obj], dict[str, list[Obj]]]:
-        """The environment's task Jobs (one LIST) and their pods by Job name (one LIST)."""
+    def _jobs_and_pods(
+        self, ref: TaskRef | None = None, limit: int | None = None, token: str | None = None
+    ) -> tuple[list[Obj], dict[str, list[Obj]], Obj]:
+        """The environment's task Jobs (one LIST; a page of `limit` from `token` on) and their pods
+        by Job name (one LIST: of the page's Jobs only, when paged), and the Jobs' list metadata."""
         selector = naming.selector(
             self.environment, ref.task_id if ref else None, ref.base_branch if ref else None
         )
-        jobs = self._list(self._jobs, "jobs.batch", selector)
+        paged = limit is not None or token is not None
+        # Unpaged, the two lists go at once (the pods' selector does not wait for the Jobs).
+        pods_later = None if paged else self._lister.submit(self._list, self._pods, "pods", selector)
+        try:
+            listed = self._list(self._jobs, "jobs.batch", selector, {"limit": limit, "continue": token})
+        except (BadRequest, Gone) as exc:
+            if token is None:
+                raise RunnerError(f"the Kubernetes API server refused to list jobs.batch: {exc}") from None
+            problem = "it has expired" if isinstance(exc, Gone) else "it is not a continue token of this list"
+            raise InvalidInput("continue_token", problem + "; list again from the start", CONTINUE_ALLOWED) from None
+        jobs = list(listed.get("items") or [])
         pods_by_job: dict[str, list[Obj]] = {job["metadata"]["name"]: [] for job in jobs}
-        if jobs:
-            for pod in self._list(self._pods, "pods", selector):
-                owner = (pod["metadata"].get("labels") or {}).get("batch.kubernetes.io/job-name") or (
-                    pod["metadata"].get("labels") or {}
-                ).get("job-name")
-                if owner in pods_by_job:
-                    pods_by_job[owner].append(pod)
+        pods: list[Obj] = []
+        if pods_later is not None:
+            pods = pods_later.result().get("items") or []
+        elif jobs:
+            pod_selector = f"{selector},batch.kubernetes.io/job-name in ({','.join(sorted(pods_by_job))})"
+            pods = self._list(self._pods, "pods", pod_selector).get("items") or []
+        for pod in pods:
+            owner = (pod["metadata"].get("labels") or {}).get("batch.kubernetes.io/job-name") or (
+                pod["metadata"].get("labels") or {}
+            ).get("job-name")
+            if owner in pods_by_job:
+                pods_by_job[owner].append(pod)
         jobs.sort(key=lambda j: j["metadata"].get("creationTimestamp") or "", reverse=True)
-        return jobs, pods_by_job
+        return jobs, pods_by_job, dict(listed.get("metadata") or {})
 
     def _log(self, pod: str, query: Mapping[str, Any]) -> str:
         try:
@@ -265,39 +296,36 @@ class KubernetesBackend:
         except BadRequest:
             return ""  # the container is not started yet or has no log (yet): no lines
 
-    def _last_lines(self, pods: Sequence[Obj | None]) -> list[str | None]:
-        """The last log line of each (started) pod, read concurrently."""
-
-        def last(pod: Obj | None) -> str | None:
-            if pod is None or not pod_started(pod):
-                return None
-            body = self._log(pod["metadata"]["name"], {"tailLines": 1})
-            lines = [line for line in body.splitlines() if line.strip()]
-            return lines[-1] if lines else None
-
-        wanted = [p for p in pods if p is not None and pod_started(p)]
-        if len(wanted) <= 1:
-            return [last(p) for p in pods]
-        with ThreadPoolExecutor(max_workers=min(LOG_READERS, len(wanted))) as pool:
-            return list(pool.map(last, pods))
-
     def _statuses(
         self, jobs: Sequence[Obj], pods_by_job: Mapping[str, list[Obj]], last_lines: bool = True
     ) -> list[TaskStatus]:
+        """Each Job's status; with `last_lines`, the last log line the log relay holds of its
+        newest pod (no request: a pod nobody followed shows none)."""
         now = datetime.now(UTC)
-        pods = [newest(pods_by_job.get(j["metadata"]["name"], [])) for j in jobs]
-        lines = self._last_lines(pods) if last_lines else [None] * len(jobs)
-        return [
-            derive_status(job, pods_by_job.get(job["metadata"]["name"], []), self.environment, now, line)
-            for job, line in zip(jobs, lines, strict=True)
-        ]
+        statuses = []
+        for job in jobs:
+            pods = pods_by_job.get(job["metadata"]["name"], [])
+            pod = newest(pods)
+            line = self.logs.last_line(pod["metadata"]["name"]) if last_lines and pod is not None else None
+            statuses.append(derive_status(job, pods, self.environment, now, line))
+        return statuses
 
     def list_tasks(self) -> list[TaskStatus]:
-        jobs, pods_by_job = self._jobs_and_pods()
+        jobs, pods_by_job, _meta = self._jobs_and_pods()
+        self.logs.keep_only(p["metadata"]["name"] for pods in pods_by_job.values() for p in pods)
         return self._statuses(jobs, pods_by_job)
 
+    def list_page(self, limit: int | None, token: str | None) -> TaskPage:
+        """A page of at most `limit` tasks from `token` (the API server's continue token) on."""
+        jobs, pods_by_job, meta = self._jobs_and_pods(limit=limit, token=token)
+        remaining = meta.get("remainingItemCount")
+        return TaskPage(
+            self._statuses(jobs, pods_by_job), meta.get("continue") or None,
+            int(remaining) if remaining is not None else None,
+        )
+
     def _one(self, ref: TaskRef) -> tuple[Obj | None, list[Obj]]:
-        jobs, pods_by_job = self._jobs_and_pods(ref)
+        jobs, pods_by_job, _meta = self._jobs_and_pods(ref)
         job = pick_one(ref, jobs, _base_branch)
         return (job, pods_by_job[job["metadata"]["name"]]) if job is not None else (None, [])
 
@@ -321,32 +349,67 @@ class KubernetesBackend:
     # -- logs ------------------------------------------------------------------------------------
 
     def log_streams(self, refs: Sequence[TaskRef] | None) -> list[TaskStreams]:
-        """Each selected task with its started pods (one LIST of Jobs, one of pods)."""
-        jobs, pods_by_job = self._jobs_and_pods()
-        if refs is not None:
+        """Each selected task with its started pods (one LIST of Jobs, one of pods). A pod that has
+        ended is read directly from then on (its follower, if any, is closed)."""
+        jobs, pods_by_job, _meta = self._jobs_and_pods()
+        if refs is None:
+            self.logs.keep_only(p["metadata"]["name"] for pods in pods_by_job.values() for p in pods)
+        else:
             jobs = [j for j in jobs if any(ref.matches(*_ids(j)) for ref in refs)]
         statuses = self._statuses(jobs, pods_by_job, last_lines=False)
-        return [
-            TaskStreams(
-                status,
-                tuple(
-                    LogStream(pod["metadata"]["name"], ended=pod_terminated(pod))
-                    for pod in pods_by_job.get(status.job, [])
-                    if pod_started(pod)
-                ),
-            )
-            for status in statuses
-        ]
+        tasks = []
+        for status in statuses:
+            streams = []
+            unstarted: list[str] = []
+            for pod in pods_by_job.get(status.job, []):
+                created = pod["metadata"].get("creationTimestamp")
+                if not pod_started(pod):
+                    unstarted.append(created or "")
+                    continue
+                stream = LogStream(pod["metadata"]["name"], ended=pod_terminated(pod), created=created)
+                if stream.ended:
+                    self._running.discard(stream.name)
+                    self.logs.stop(stream.name)
+                else:
+                    self._running.add(stream.name)
+                streams.append(stream)
+            since = min(unstarted) if unstarted else None
+            tasks.append(TaskStreams(status, tuple(streams), since or (None if since is None else _EPOCH)))
+        return tasks
 
-    def read_stream(self, stream: str, position: StreamPosition) -> StreamRead:
-        """The `agent` container's log of pod `stream` from the second of `position` on (timestamps,
-        at most LOG_LIMIT_BYTES: a cut read says so and its last, maybe partial, line is dropped)."""
+    def read_stream(
+        self, stream: str, position: StreamPosition, *, limit: int | None = None, fresh: bool = False
+    ) -> StreamRead:
+        """A running pod's lines from its follow stream (`mcp_server.logs.follow`: no request once
+        it is open). Otherwise (an ended pod, a fresh read, a position older than what the follower
+        holds) the `agent` container's log from the second of `position` on (timestamps, at most
+        LOG_LIMIT_BYTES: a cut read says so and its last, maybe partial, line is dropped)."""
+        if not fresh and stream in self._running:
+            served = self.logs.read(stream, position, limit or LOG_LIMIT_LINES)
+            if served is not None:
+                return StreamRead(*served)
         query: dict[str, Any] = {"timestamps": "true", "limitBytes": LOG_LIMIT_BYTES}
         if position.after:
             query["sinceTime"] = since_time(position.after)
         body = self._log(stream, query)
         truncated = len(body.encode("utf-8")) >= LOG_LIMIT_BYTES
-        return StreamRead(parse_timestamped(stream, body, truncated), truncated)
+        lines = parse_timestamped(stream, body, truncated)
+        if lines:
+            self.logs.note_line(stream, lines[-1].text)
+        return StreamRead(lines, truncated)
+
+    def _open_follow(self, stream: str, position: StreamPosition) -> FollowBody:
+        """A follow stream of the `agent` container of pod `stream` from the second of `position`."""
+        query: dict[str, Any] = {"container": naming.AGENT_CONTAINER, "follow": "true", "timestamps": "true"}
+        if position.after:
+            query["sinceTime"] = since_time(position.after)
+        try:
+            response = self.kube.stream(
+                f"{self._pods}/{stream}/log", self._access("get", "pods/log"), query=query, timeout=FOLLOW_TIMEOUT
+            )
+        except NotFound:
+            raise StreamGone(stream) from None
+        return FollowBody(response)
 
     # -- cancel / cleanup ------------------------------------------------------------------------
 
@@ -413,13 +476,33 @@ class KubernetesBackend:
             return True
 
     def cleanup(self, older_than_seconds: float | None, dry_run: bool) -> CleanupResult:
-        jobs, pods_by_job = self._jobs_and_pods()
+        jobs, pods_by_job, _meta = self._jobs_and_pods()
         statuses = self._statuses(jobs, pods_by_job, last_lines=False)
         taken, kept = cleanup_choice(statuses, older_than_seconds, datetime.now(UTC))
         chosen = [CleanupItem.from_status(status) for status in taken]
         if not dry_run:
             chosen = [item for item in chosen if self._delete_job(item.job)]
         return CleanupResult.of(dry_run, chosen, kept, f"environment {self.environment!r}")
+
+
+class FollowBody:
+    """An open follow response as the body a follower reads, chunk by chunk as it arrives."""
+
+    def __init__(self, response: Any) -> None:
+        self._response = response
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._response.stream(FOLLOW_CHUNK_BYTES, decode_content=True))
+
+    def shutdown(self) -> None:
+        self._response.shutdown()
+
+    def close(self) -> None:
+        self._response.close()
+
+
+_EPOCH = "1970-01-01T00:00:00Z"
+"""The creation time of a pod that has none (never, from an API server): nothing is left out."""
 
 
 def _reported(result: TaskResult | None) -> str:

@@ -29,7 +29,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from mcp_server import naming, worktrees
-from mcp_server.backends.base import cleanup_choice, pick_one
+from mcp_server.backends.base import TaskPage, cleanup_choice, page_of, pick_one
 from mcp_server.backends.local_state import TaskFiles, TaskSnapshot, start_time, this_process, write_json
 from mcp_server.config import EnvironmentSettings, Settings
 from mcp_server.defaults import chart_defaults
@@ -203,6 +203,9 @@ class LocalBackend:
     def list_tasks(self) -> list[TaskStatus]:
         return [self._status(files, spec=spec) for files, spec in self._tasks()]
 
+    def list_page(self, limit: int | None, token: str | None) -> TaskPage:
+        return page_of(self.list_tasks(), limit, token)
+
     def _one(self, ref: TaskRef) -> tuple[TaskFiles, dict] | None:
         found = [item for item in self._tasks() if ref.matches(item[1].get("task_id"), item[1].get("base_branch"))]
         return pick_one(ref, found, lambda item: item[1].get("base_branch"))
@@ -230,9 +233,12 @@ class LocalBackend:
             selected.append(TaskStreams(status, (LogStream(files.job, ended=status.finished),)))
         return selected
 
-    def read_stream(self, stream: str, position: StreamPosition) -> StreamRead:
+    def read_stream(
+        self, stream: str, position: StreamPosition, *, limit: int | None = None, fresh: bool = False
+    ) -> StreamRead:
         """The task's log from the byte offset of `position` on (the whole log for a position
-        without one, e.g. from an older cursor), at most LOG_LIMIT_BYTES."""
+        without one, e.g. from an older cursor), at most LOG_LIMIT_BYTES. A file read costs no
+        request: every read is fresh, and the relay takes its `limit` of the lines."""
         files = TaskFiles(self.state / stream)
         offset = position.offset or 0
         body, cut = files.read_log(offset, LOG_LIMIT_BYTES)

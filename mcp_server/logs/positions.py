@@ -20,7 +20,7 @@ from mcp_server.models import StreamPosition
 _TS_RE = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RawLine:
     """One line of a stream with its timestamp (None for streams without timestamps) and, for a
     stream that is a file, the byte offset just after it."""
@@ -30,6 +30,21 @@ class RawLine:
     nanos: int
     text: str
     end: int | None = None
+
+
+@dataclass
+class Resume:
+    """Where a client is: the position of each stream, and the `floor`: a stream of a pod created
+    before it that has ended and has no position is fully delivered (`mcp_server.logs.relay`)."""
+
+    positions: dict[str, StreamPosition]
+    floor: str | None = None
+
+
+def format_nanos(nanos: int) -> str:
+    """The RFC 3339 timestamp (UTC, nine fraction digits) of nanoseconds since the epoch."""
+    seconds, fraction = divmod(nanos, 1_000_000_000)
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{fraction:09d}Z"
 
 
 def ts_nanos(stamp: str) -> int:
@@ -92,6 +107,23 @@ def after_position(lines: Sequence[RawLine], position: StreamPosition) -> list[R
                 continue
         result.append(line)
     return result
+
+
+def _key(position: StreamPosition) -> tuple[int, int]:
+    return (ts_nanos(position.after) if position.after is not None else -1, position.count)
+
+
+def at_or_after(position: StreamPosition, base: StreamPosition) -> bool:
+    """`position` is at or after `base` in the same (timestamped) stream."""
+    return _key(position) >= _key(base)
+
+
+def relative_to(position: StreamPosition, base: StreamPosition) -> StreamPosition:
+    """`position` (at or after `base`) as a position in the lines that come after `base`: the lines
+    at `base`'s own timestamp that `base` counts are not among them."""
+    if position.after is None or (base.after is not None and ts_nanos(base.after) == ts_nanos(position.after)):
+        return position.model_copy(update={"count": position.count - base.count})
+    return position
 
 
 def advance(position: StreamPosition, delivered: Sequence[RawLine], done: bool = False) -> StreamPosition:

@@ -15,7 +15,15 @@ from typing import Protocol
 import anyio
 
 from mcp_server.errors import BackendUnavailable, RunnerError
-from mcp_server.logs.positions import RawLine, advance, after_position, merge_streams
+from mcp_server.logs.positions import (
+    RawLine,
+    Resume,
+    advance,
+    after_position,
+    format_nanos,
+    merge_streams,
+    ts_nanos,
+)
 from mcp_server.models import LogBatch, LogLine, StreamPosition, TaskLogState, TaskRef, TaskStatus
 
 READERS = 8
@@ -25,18 +33,22 @@ READERS = 8
 @dataclass(frozen=True)
 class LogStream:
     """One stream of a task that has output: a pod's `agent` container, a local run's log file.
-    `ended`: it had ended when it was listed, so a complete read of it from then on is final."""
+    `ended`: it had ended when it was listed, so a complete read of it from then on is final.
+    `created`: when its pod was created (RFC 3339, the API server's clock), if the backend knows."""
 
     name: str
     ended: bool
+    created: str | None = None
 
 
 @dataclass(frozen=True)
 class TaskStreams:
-    """A task and those of its streams that have started."""
+    """A task and those of its streams that have started; `unstarted_since`: the creation time of
+    its oldest pod that has not started yet (its stream comes later), if any."""
 
     status: TaskStatus
     streams: tuple[LogStream, ...]
+    unstarted_since: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,28 +67,49 @@ class LogSource(Protocol):
         """The selected tasks (`None`: every task) with their started streams, in one listing."""
         ...
 
-    def read_stream(self, stream: str, position: StreamPosition) -> StreamRead:
-        """One non-blocking read of one stream from `position`."""
+    def read_stream(
+        self, stream: str, position: StreamPosition, *, limit: int | None = None, fresh: bool = False
+    ) -> StreamRead:
+        """One non-blocking read of one stream from `position`. `limit`: the relay takes at most
+        this many of its lines (a backend may return fewer, saying `truncated`). `fresh`: read the
+        stream itself now, not what a follow stream of the server holds (a call that does not wait
+        must see every line written before it)."""
         ...
 
 
+@dataclass
+class Batch:
+    """One read: the LogBatch for the client, and where to read from next."""
+
+    batch: LogBatch
+    resume: Resume
+
+
 def read_batch(
-    source: LogSource, refs: Sequence[TaskRef] | None, positions: Mapping[str, StreamPosition], max_lines: int
-) -> LogBatch:
-    """The lines after `positions` of the selected tasks (at most `max_lines`, oldest first, each
-    stream in order), the positions after them, each selected task with its phase, and `more` when
-    lines were left for the next read. Reading again from the returned positions never repeats or
-    skips a line. With every task selected, positions of streams that are gone are forgotten."""
+    source: LogSource,
+    refs: Sequence[TaskRef] | None,
+    resume: Resume,
+    max_lines: int,
+    fresh: bool = False,
+) -> Batch:
+    """The lines after `resume` of the selected tasks (at most `max_lines`, oldest first, each
+    stream in order), where to read from next, each selected task with its phase, and `more` when
+    lines were left for the next read. Reading again from the returned resume point never repeats
+    or skips a line. With every task selected, positions of streams that are gone are forgotten and
+    the floor moves up (`compact`)."""
     tasks = source.log_streams(refs)
-    readable = [
-        (task, stream)
-        for task in tasks
-        for stream in task.streams
-        if not positions.get(stream.name, StreamPosition()).done
-    ]
+    floor = ts_nanos(resume.floor) if resume.floor is not None else None
+    start: dict[str, StreamPosition] = {}
+    for task in tasks:
+        for stream in task.streams:
+            known = resume.positions.get(stream.name)
+            if known is None and stream.ended and _below(stream, floor):
+                known = StreamPosition(done=True)  # delivered before the floor passed it
+            start[stream.name] = known or StreamPosition()
+    readable = [(task, stream) for task in tasks for stream in task.streams if not start[stream.name].done]
 
     def read(item: tuple[TaskStreams, LogStream]) -> StreamRead:
-        return source.read_stream(item[1].name, positions.get(item[1].name, StreamPosition()))
+        return source.read_stream(item[1].name, start[item[1].name], limit=max_lines, fresh=fresh)
 
     if len(readable) > 1:
         with ThreadPoolExecutor(max_workers=min(READERS, len(readable))) as pool:
@@ -84,21 +117,20 @@ def read_batch(
     else:
         reads = [read(item) for item in readable]
 
-    fresh = {
-        stream.name: after_position(result.lines, positions.get(stream.name, StreamPosition()))
+    fresh_lines = {
+        stream.name: after_position(result.lines, start[stream.name])
         for (_task, stream), result in zip(readable, reads, strict=True)
     }
-    delivered, more = merge_streams(fresh, max_lines)
+    delivered, more = merge_streams(fresh_lines, max_lines)
     more = more or any(result.truncated for result in reads)
 
-    new_positions = dict(positions)
+    new_positions = {**resume.positions, **start}
     if refs is None:
-        known = {stream.name for task in tasks for stream in task.streams}
-        new_positions = {name: pos for name, pos in new_positions.items() if name in known}
+        new_positions = {name: pos for name, pos in new_positions.items() if name in start}
     for (_task, stream), result in zip(readable, reads, strict=True):
         mine = [line for line in delivered if line.stream == stream.name]
-        done = stream.ended and not result.truncated and len(mine) == len(fresh[stream.name])
-        new_positions[stream.name] = advance(positions.get(stream.name, StreamPosition()), mine, done)
+        done = stream.ended and not result.truncated and len(mine) == len(fresh_lines[stream.name])
+        new_positions[stream.name] = advance(start[stream.name], mine, done)
 
     owner = {stream.name: task.status for task in tasks for stream in task.streams}
     lines = [
@@ -112,13 +144,60 @@ def read_batch(
         for line in delivered
     ]
     states = [
-        TaskLogState.from_status(
-            task.status,
-            drained=all(new_positions.get(s.name, StreamPosition()).done for s in task.streams),
-        )
+        TaskLogState.from_status(task.status, drained=all(new_positions[s.name].done for s in task.streams))
         for task in tasks
     ]
-    return LogBatch(lines=lines, positions=new_positions, tasks=states, more=more)
+    nxt = compact(tasks, new_positions, resume.floor if refs is not None else _floor(tasks, new_positions, floor))
+    return Batch(LogBatch(lines=lines, positions=nxt.positions, tasks=states, more=more), nxt)
+
+
+FLOOR_MARGIN_SECONDS = 300
+"""How far the floor stays behind the newest listed pod: a pod whose creation was stamped before
+the floor must have been in the listing that set it (a create takes far less than this to commit)."""
+
+
+def _below(stream: LogStream, floor: int | None) -> bool:
+    return floor is not None and stream.created is not None and ts_nanos(stream.created) < floor
+
+
+def _floor(tasks: Sequence[TaskStreams], positions: Mapping[str, StreamPosition], old: int | None) -> str | None:
+    """The floor after a read of every task: below the creation of every pod whose stream is not
+    fully delivered (or not started), and FLOOR_MARGIN_SECONDS below the newest pod; never lower
+    than before. None when a stream's creation is unknown (nothing is left out then)."""
+    created: list[int] = []
+    bounds: list[int] = []
+    for task in tasks:
+        for stream in task.streams:
+            if stream.created is None:
+                return format_nanos(old) if old is not None else None
+            created.append(ts_nanos(stream.created))
+            if not positions[stream.name].done:
+                bounds.append(created[-1])
+        if task.unstarted_since is not None:
+            created.append(ts_nanos(task.unstarted_since))
+            bounds.append(created[-1])
+    if not created:
+        return format_nanos(old) if old is not None else None
+    floor = min([max(created) - FLOOR_MARGIN_SECONDS * 1_000_000_000, *bounds])
+    if old is not None:
+        floor = max(floor, old)
+    return format_nanos(floor)
+
+
+def compact(tasks: Sequence[TaskStreams], positions: Mapping[str, StreamPosition], floor: str | None) -> Resume:
+    """`positions` without what a cursor need not carry: a listed stream never read (the default
+    position) unless the floor passed it, and a fully delivered one the floor passed."""
+    limit = ts_nanos(floor) if floor is not None else None
+    listed = {stream.name: stream for task in tasks for stream in task.streams}
+    kept: dict[str, StreamPosition] = {}
+    for name, pos in positions.items():
+        stream = listed.get(name)
+        if stream is not None:
+            below = _below(stream, limit)
+            if (pos.done and below and stream.ended) or (pos == StreamPosition() and not below):
+                continue
+        kept[name] = pos
+    return Resume(kept, floor)
 
 
 OnBatch = Callable[[list[LogLine], list[TaskLogState]], Awaitable[None]]
@@ -130,13 +209,13 @@ class Followed:
 
     lines: list[LogLine]
     tasks: list[TaskLogState]
-    positions: dict[str, StreamPosition]
+    resume: Resume
     more: bool
 
 
 async def follow(
-    read: Callable[[dict[str, StreamPosition], int], LogBatch],
-    positions: dict[str, StreamPosition],
+    read: Callable[[Resume, int], Batch],
+    resume: Resume,
     *,
     max_lines: int,
     wait_seconds: float,
@@ -144,7 +223,7 @@ async def follow(
     on_batch: OnBatch | None = None,
     on_first: Callable[[LogBatch], None] | None = None,
 ) -> Followed:
-    """Read (`read(positions, max_lines)`, in a worker thread) until lines arrive, `max_lines` are
+    """Read (`read(resume, max_lines)`, in a worker thread) until `max_lines` are
     gathered, every task is finished, or `wait_seconds` are over. `on_batch` sees every read (also
     empty ones and failed ones) as it happens; `on_first` checks the first successful read.
 
@@ -161,14 +240,15 @@ async def follow(
     while True:
         batch: LogBatch | None
         try:
-            batch = await anyio.to_thread.run_sync(read, positions, max_lines - len(collected))
+            result = await anyio.to_thread.run_sync(read, resume, max_lines - len(collected))
+            batch, resume = result.batch, result.resume
         except BackendUnavailable as exc:
             error, batch = exc, None
         if batch is not None:
             if reads == 0 and on_first is not None:
                 on_first(batch)
             reads += 1
-            positions, more = batch.positions, batch.more
+            more = batch.more
             collected.extend(batch.lines)
             states = _carry_vanished(states, batch.tasks)
             if on_batch is not None:
@@ -184,7 +264,7 @@ async def follow(
             await anyio.sleep(min(poll_seconds, deadline - now))
     if error is not None and reads == 0:
         raise error
-    return Followed(lines=collected, tasks=list(states.values()), positions=positions, more=more)
+    return Followed(lines=collected, tasks=list(states.values()), resume=resume, more=more)
 
 
 def _carry_vanished(previous: Mapping[str, TaskLogState], current: Sequence[TaskLogState]) -> dict[str, TaskLogState]:

@@ -252,7 +252,7 @@ async def test_progress_notifications_carry_the_latest_line_while_waiting(world:
     assert values == sorted(values) and len(set(values)) == len(values)
 
 
-TRANSIENT = ("cannot be reached", "answered", "forbidden")
+TRANSIENT = ("cluster unavailable", "forbidden")
 
 
 async def read_until(
@@ -331,6 +331,14 @@ async def test_list_and_status_show_phases_results_and_last_lines(world: World) 
         for t in ("T003", "T005"):
             world.cluster.wait_job_condition(jobs[t])
 
+        # list_agents reads no log: a task's last line is the one the log relay holds (none yet).
+        unread = (await mcp.call("list_agents", {})).ok
+        assert [a["last_log_line"] for a in unread["agents"]] == [None, None, None]
+        followed = (await mcp.call("stream_task_logs", {"task_ids": ["T002"], "wait_seconds": 2})).ok
+        assert [line["text"] for line in followed["lines"]] == [
+            '{"ts": "t", "level": "info", "phase": "agent", "msg": "running opencode"}'
+        ]
+
         listed = (await mcp.call("list_agents", {})).ok
         by_id = {a["task_id"]: a for a in listed["agents"]}
         assert {t: a["phase"] for t, a in by_id.items()} == {
@@ -364,6 +372,8 @@ async def test_list_and_status_show_phases_results_and_last_lines(world: World) 
         assert done["phase"] == "succeeded" and done["result"] == json.loads(result_json("T005"))
         running = (await mcp.call("get_task_status", {"task_id": "T002"})).ok
         assert (running["phase"], running["step"], running["result"]) == ("running", "agent", None)
+        tail = (await mcp.call("get_task_status", {"task_id": "T003"})).ok
+        assert tail["last_log_line"].startswith("AGENTIC_RESULT: ")  # status still reads the log's end
         missing = await mcp.call("get_task_status", {"task_id": "T404"})
         unknown = await mcp.call("stream_task_logs", {"task_ids": ["T002", "T404", "T405"], "wait_seconds": 0})
     assert missing.error == (
@@ -385,6 +395,73 @@ async def test_list_agents_of_all_environments_reports_the_ones_it_cannot_read(w
     assert [(a["task_id"], a["environment"]) for a in listed["agents"]] == [("T002", "dev")]
     assert [e.split(": forbidden: ")[0] for e in listed["errors"]] == ["prod", "stg"]
     assert "may not list jobs.batch in namespace 'agent-runner-prod'" in listed["errors"][0]
+
+
+def log_requests(testenv: TestEnv) -> float:
+    """Completed `GET pods/log` requests the API server counted so far (its own metrics)."""
+    metrics = testenv.kubectl("get", "--raw", "/metrics").stdout
+    total = 0.0
+    for line in metrics.splitlines():
+        if line.startswith("apiserver_request_total{") and 'resource="pods"' in line and 'subresource="log"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+async def test_list_agents_reads_no_log_and_pages_through_the_tasks(world: World) -> None:
+    async with connect(world.env()) as mcp:
+        jobs = {t: (await mcp.call("spawn_task_pod", spawn_args(t))).ok["job"] for t in ("T002", "T003", "T005")}
+        for job in jobs.values():
+            world.cluster.log(world.cluster.pod_of(job), "a line nobody asked for")
+        before = log_requests(world.testenv)
+        everything = (await mcp.call("list_agents", {})).ok
+        assert log_requests(world.testenv) == before  # no log read, whatever the number of tasks
+        assert sorted(a["job"] for a in everything["agents"]) == sorted(jobs.values())
+        assert everything["continue_token"] is None and everything["remaining"] is None
+
+        first = (await mcp.call("list_agents", {"limit": 2})).ok
+        second = (await mcp.call("list_agents", {"limit": 2, "continue_token": first["continue_token"]})).ok
+        assert (len(first["agents"]), first["remaining"], len(second["agents"])) == (2, 1, 1)
+        assert second["continue_token"] is None
+        assert sorted(a["job"] for a in first["agents"] + second["agents"]) == sorted(jobs.values())
+        assert sum(first["counts"].values()) == 2
+
+        forged = await mcp.call("list_agents", {"limit": 2, "continue_token": "bm90LWEtdG9rZW4"})
+        spaced = await mcp.call("list_agents", {"continue_token": "not a token"})
+        zero = await mcp.call("list_agents", {"limit": 0})
+        everywhere = await mcp.call("list_agents", {"limit": 2, "all_environments": True})
+    allowed = "the `continue_token` of the previous list_agents result of the same environment, or empty."
+    assert forged.error == (
+        "Error executing tool list_agents: invalid continue_token: it is not a continue token of this list; "
+        f"list again from the start; allowed: {allowed}"
+    )
+    assert spaced.error == (
+        f"Error executing tool list_agents: invalid continue_token: it is not a continue token of list_agents; "
+        f"allowed: {allowed}"
+    )
+    assert zero.error == "Error executing tool list_agents: invalid limit: input should be greater than or equal to 1."
+    assert everywhere.error == (
+        "Error executing tool list_agents: invalid limit: pages are per environment; allowed: empty with "
+        "all_environments."
+    )
+    assert len(world.cluster.jobs()) == 3  # nothing created, nothing deleted
+
+
+async def test_a_followed_pod_is_read_from_its_open_stream_not_again_and_again(world: World) -> None:
+    async with connect(world.env()) as mcp:
+        handle = (await mcp.call("spawn_task_pod", spawn_args("T002"))).ok
+        pod = world.cluster.pod_of(handle["job"])
+        world.cluster.log(pod, "first")
+        before = log_requests(world.testenv)
+        seen, cursor = await read_until(mcp, None, 1)
+        for i in range(5):
+            world.cluster.log(pod, f"next {i}", f"and {i}")
+            more, cursor = await read_until(mcp, cursor, 2, wait=2)
+            seen += more
+        # The follow request is still open (counted when it ends): no log was read for these calls.
+        assert log_requests(world.testenv) == before
+        listed = (await mcp.call("list_agents", {})).ok
+    assert seen == ["first"] + [text for i in range(5) for text in (f"next {i}", f"and {i}")]
+    assert listed["agents"][0]["last_log_line"] == "and 4"  # the line the relay holds
 
 
 async def test_cancel_and_cleanup(world: World) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import wait_until
+from tests.support.audit import AuditLog, Request
 from tests.support.node_images import busybox_image
 from tests.support.testenv import REAL_NODE_SELECTOR, REAL_NODE_TOLERATIONS, TESTENV_SCRIPT, RealNode, TestEnv
 
@@ -55,16 +56,20 @@ def test_no_or_unknown_subcommand_prints_usage_and_exits_2(args: tuple[str, ...]
     proc = run(*args)
     assert proc.returncode == 2
     assert proc.stdout == ""
-    assert "usage: scripts/testenv.sh up|down|env|status|restart COMPONENT|import-image IMAGE|build" in proc.stderr
+    assert ("usage: scripts/testenv.sh up|down|env|status|restart COMPONENT|stop COMPONENT|start COMPONENT|"
+            "import-image IMAGE|build") in proc.stderr
     if args:
         assert "testenv: unknown subcommand: frobnicate" in proc.stderr
 
 
-def test_restart_needs_a_known_component(private_state: Path) -> None:
-    proc = run("restart", "kube-proxy", env={"AGENTIC_TESTENV_DIR": str(private_state)})
+@pytest.mark.parametrize("verb", ["restart", "stop", "start"])
+@pytest.mark.parametrize("component", ["kube-proxy", ""])
+def test_restart_stop_and_start_need_a_known_component(private_state: Path, verb: str, component: str) -> None:
+    proc = run(verb, component, env={"AGENTIC_TESTENV_DIR": str(private_state)})
     assert proc.returncode == 2
-    assert ("restart needs one of: etcd kube-apiserver kube-controller-manager kube-scheduler kwok log-provisioner "
+    assert (f"{verb} needs one of: etcd kube-apiserver kube-controller-manager kube-scheduler kwok log-provisioner "
             "containerd kubelet") in proc.stderr
+    assert not private_state.exists()
 
 
 def test_env_and_status_of_an_environment_that_is_not_running(private_state: Path) -> None:
@@ -201,3 +206,24 @@ def test_down_of_a_real_node_leaves_nothing_behind(private_state: Path, testenv:
     finally:
         for name, value in before.items():
             set_sysctl(name, value)
+
+
+def test_the_audit_log_holds_the_test_identities_requests_and_none_of_the_admins(
+    testenv: TestEnv, namespace: str
+) -> None:
+    """What the benchmarks count API requests with (testenv/audit-policy.yaml): one entry per request
+    of developer and stranger, with its verb, resource and namespace; the admin's are not logged."""
+    audit = AuditLog.of(testenv.state_dir)
+    mark = audit.mark()
+    testenv.kubectl("get", "pods", "-n", namespace)
+    testenv.kubectl("get", "jobs", "-n", namespace, who="developer", check=False)  # 403: no rights there
+    testenv.kubectl("get", "--raw", f"/api/v1/namespaces/{namespace}/pods/nope/log", who="stranger", check=False)
+
+    def logged() -> list[Request]:
+        return audit.since(mark, namespace=namespace)
+
+    requests = wait_until(lambda: len(logged()) >= 2 and logged(), message="the audit entries")
+    assert [(r.user, r.verb, r.resource, r.code) for r in requests] == [
+        ("developer", "list", "jobs", 403),
+        ("stranger", "get", "pods/log", 403),
+    ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,10 +71,11 @@ class McpClient:
 
 @asynccontextmanager
 async def connect(env: Mapping[str, str], cwd: Path | None = None,
-                  errlog: Any = None, command: str = SERVER_COMMAND) -> AsyncIterator[McpClient]:
-    """Start `agentic-runner-mcp` (this checkout's, or `command`) with exactly `env` (plus the SDK's
-    default PATH/HOME) and connect."""
-    params = StdioServerParameters(command=command, args=[], env=dict(env), cwd=cwd)
+                  errlog: Any = None, command: str = SERVER_COMMAND,
+                  args: Sequence[str] = ()) -> AsyncIterator[McpClient]:
+    """Start `agentic-runner-mcp` (this checkout's, or `command` with `args`) with exactly `env` (plus
+    the SDK's default PATH/HOME) and connect."""
+    params = StdioServerParameters(command=command, args=list(args), env=dict(env), cwd=cwd)
     async with stdio_client(params, errlog=errlog or sys.stderr) as (read, write), \
             ClientSession(read, write) as session:
         initialized = await session.initialize()

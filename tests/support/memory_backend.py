@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from mcp_server import naming
-from mcp_server.backends.base import cleanup_choice, pick_one
+from mcp_server.backends.base import TaskPage, cleanup_choice, page_of, pick_one
 from mcp_server.errors import RunnerError, TaskNotFound
 from mcp_server.logs.positions import parse_timestamped
 from mcp_server.logs.relay import LogStream, StreamRead, TaskStreams
@@ -101,6 +101,9 @@ class MemoryBackend:
         self._call("list_tasks")
         return [t.status for t in self.tasks.values()]
 
+    def list_page(self, limit: int | None, token: str | None) -> TaskPage:
+        return page_of(self.list_tasks(), limit, token)
+
     def _matching(self, ref: TaskRef) -> list[MemoryTask]:
         return [t for t in self.tasks.values() if ref.matches(t.spec.task_id, t.spec.base_branch)]
 
@@ -118,7 +121,9 @@ class MemoryBackend:
             tasks = [t for t in tasks if any(r.matches(t.spec.task_id, t.spec.base_branch) for r in refs)]
         return [TaskStreams(t.status, (LogStream(t.status.job, ended=t.status.finished),)) for t in tasks]
 
-    def read_stream(self, stream: str, position: StreamPosition) -> StreamRead:
+    def read_stream(
+        self, stream: str, position: StreamPosition, *, limit: int | None = None, fresh: bool = False
+    ) -> StreamRead:
         self._call("read_stream")
         task = self.tasks.get(stream)
         body = "".join(f"{line}\n" for line in task.log) if task is not None else ""

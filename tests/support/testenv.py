@@ -148,9 +148,21 @@ class TestEnv:
 
     def restart(self, component: str) -> None:
         """Kill one component and start it again on the same ports."""
-        proc = subprocess.run([str(TESTENV_SCRIPT), "restart", component], capture_output=True, text=True)
+        self._component("restart", component)
+
+    def stop(self, component: str) -> None:
+        """Stop one component and leave it stopped (`start` brings it back)."""
+        self._component("stop", component)
+
+    def start(self, component: str) -> None:
+        """Start a stopped component again on the same ports."""
+        self._component("start", component)
+
+    def _component(self, verb: str, component: str) -> None:
+        proc = subprocess.run([str(TESTENV_SCRIPT), verb, component], capture_output=True, text=True,
+                              env=self.environ())
         if proc.returncode != 0:
-            raise TestEnvError(f"restart {component} failed:\n{proc.stderr[-4000:]}")
+            raise TestEnvError(f"{verb} {component} failed:\n{proc.stderr[-4000:]}")
 
     # -- container logs served by kwok ---------------------------------------------------------
 

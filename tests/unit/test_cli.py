@@ -60,6 +60,17 @@ def test_options_work_before_and_after_the_command() -> None:
             "invalid --env: unknown environment 'qa'; allowed: one of the configured environments: dev, prod, stg.",
         ),
         (["logs", "--cursor", "nope"], "invalid cursor: it is not a cursor returned by stream_task_logs"),
+        (["list", "--limit", "0"], "invalid limit: input should be greater than or equal to 1"),
+        (["list", "--limit", "1001"], "invalid limit: input should be less than or equal to 1000"),
+        (
+            ["list", "--continue", "not a token!"],
+            "invalid continue_token: it is not a continue token of list_agents; allowed: the `continue_token` "
+            "of the previous list_agents result of the same environment, or empty.",
+        ),
+        (
+            ["list", "-A", "--limit", "10"],
+            "invalid limit: pages are per environment; allowed: empty with all_environments.",
+        ),
     ],
 )
 def test_refused_input_exits_2_with_the_message(argv: list[str], message: str, tmp_path: Path) -> None:

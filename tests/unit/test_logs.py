@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
+import zlib
 
 import pytest
 from hypothesis import given
@@ -12,6 +14,8 @@ from hypothesis import strategies as st
 from mcp_server.errors import InvalidInput
 from mcp_server.logs import cursor as cursor_codec
 from mcp_server.logs import positions, prefix, results
+from mcp_server.logs import positions as positions_mod
+from mcp_server.logs.positions import Resume
 from mcp_server.models import LogLine, StreamPosition
 
 
@@ -80,11 +84,17 @@ def test_merge_orders_by_time_and_reports_leftovers() -> None:
     assert [line.text for line in merged] == ["a1", "b1", "a2"] and not more
 
 
+def _forged(data: object, version: int | None = 2) -> str:
+    raw = json.dumps(data).encode()
+    packed = raw if version is None else bytes([version]) + zlib.compress(raw)
+    return base64.urlsafe_b64encode(packed).decode().rstrip("=")
+
+
 def test_cursor_round_trip_and_refusals() -> None:
     positions = {"pod-a": StreamPosition(after=T1, count=2), "pod-b": StreamPosition(count=3, done=True)}
-    cursor = cursor_codec.encode_cursor("dev", positions)
-    assert cursor_codec.decode_cursor(cursor, "dev") == positions
-    assert cursor_codec.decode_cursor(None, "dev") == {} and cursor_codec.decode_cursor("", "dev") == {}
+    cursor = cursor_codec.encode_cursor("dev", Resume(positions))
+    assert cursor_codec.decode_cursor(cursor, "dev") == Resume(positions)
+    assert cursor_codec.decode_cursor(None, "dev") == Resume({}) and cursor_codec.decode_cursor("", "dev") == Resume({})
     with pytest.raises(InvalidInput) as refused:
         cursor_codec.decode_cursor("not-a-cursor!", "dev")
     assert str(refused.value) == (
@@ -93,9 +103,57 @@ def test_cursor_round_trip_and_refusals() -> None:
     )
     with pytest.raises(InvalidInput, match="it belongs to environment 'dev', not 'stg'"):
         cursor_codec.decode_cursor(cursor, "stg")
-    forged = cursor_codec.encode_cursor("dev", {"p": StreamPosition(after="garbage")})
-    with pytest.raises(InvalidInput, match="it is not a cursor returned by stream_task_logs"):
-        cursor_codec.decode_cursor(forged, "dev")
+    forged = [
+        _forged({"v": 1, "e": "dev", "p": {"p": ["garbage", 0, 0]}}, version=None),  # a version 1 cursor
+        _forged({"e": "dev", "b": 0, "f": None, "p": [["p", "soon", 0]]}),
+        _forged({"e": "dev", "b": 0, "f": None, "p": [["p", 0, -1]]}),
+        _forged({"e": "dev", "b": 0, "f": None, "p": [["p", 0, 1, True]]}),
+        _forged({"e": "dev", "b": 0, "f": "x", "p": []}),
+        _forged({"e": "dev", "b": 0, "f": None, "p": [[1, 0, 0]]}),
+        _forged(["dev"]),
+        base64.urlsafe_b64encode(bytes([2]) + zlib.compress(b" " * (9 * 1024 * 1024))).decode(),  # a zip bomb
+    ]
+    for bad in forged:
+        with pytest.raises(InvalidInput, match="it is not a cursor returned by stream_task_logs"):
+            cursor_codec.decode_cursor(bad, "dev")
+
+
+def test_a_version_1_cursor_of_an_older_server_is_still_read() -> None:
+    old = _forged({"v": 1, "e": "dev", "p": {"pod-a": [T1, 2, 0], "pod-b": [None, 3, 1, 120]}}, version=None)
+    assert cursor_codec.decode_cursor(old, "dev") == Resume(
+        {"pod-a": StreamPosition(after=T1, count=2), "pod-b": StreamPosition(count=3, done=True, offset=120)}
+    )
+
+
+@given(
+    st.dictionaries(
+        st.text("abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=63),
+        st.tuples(
+            st.one_of(st.none(), st.integers(0, 2**62)),
+            st.integers(0, 10**6),
+            st.booleans(),
+            st.one_of(st.none(), st.integers(0, 2**40)),
+        ),
+        max_size=30,
+    ),
+    st.one_of(st.none(), st.integers(0, 2**62)),
+)
+def test_every_position_survives_the_compact_encoding(
+    entries: dict[str, tuple[int | None, int, bool, int | None]], floor: int | None
+) -> None:
+    positions = {
+        name: StreamPosition(
+            after=positions_mod.format_nanos(after) if after is not None else None,
+            count=count,
+            done=done,
+            offset=offset,
+        )
+        for name, (after, count, done, offset) in entries.items()
+    }
+    resume = Resume(positions, positions_mod.format_nanos(floor) if floor is not None else None)
+    decoded = cursor_codec.decode_cursor(cursor_codec.encode_cursor("dev", resume), "dev")
+    # A stream never read is left out: absent means the start.
+    assert decoded == Resume({k: v for k, v in positions.items() if v != StreamPosition()}, resume.floor)
 
 
 def test_runner_steps_and_results() -> None:
