@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from mcp_server import naming
+from mcp_server import naming, repohosts
 from mcp_server.backends.base import cleanup_choice, pick_one
 from mcp_server.backends.final_result import FinalResult
 from mcp_server.config import EnvironmentSettings, Settings
@@ -36,6 +36,7 @@ from mcp_server.models import (
     TaskSpec,
     TaskStatus,
 )
+from mcp_server.repohosts import HostRule
 
 LOG_LIMIT_BYTES = 4 * 1024 * 1024
 TEMPLATE_CACHE_SECONDS = 30.0
@@ -108,6 +109,20 @@ class KubernetesBackend:
     def default_base_branch(self) -> str | None:
         return self._template_defaults().get(naming.TEMPLATE_DEFAULT_BASE_BRANCH) or None
 
+    def repo_hosts(self) -> tuple[HostRule, ...]:
+        """The chart's `git.hosts` (annotation agentic-sdlc.dev/repo-hosts; an older chart without it:
+        the defaults of the chart this package carries)."""
+        text = self._template_defaults().get(naming.TEMPLATE_REPO_HOSTS) or chart_defaults().repo_hosts
+        try:
+            return repohosts.parse_rules(text, source=f"annotation {naming.TEMPLATE_REPO_HOSTS}")
+        except repohosts.RepoURLError as exc:
+            raise RunnerError(f"the PodTemplate {self.env.pod_template!r} has a bad {exc.field}: {exc.problem}. "
+                              "Fix the chart values (git.hosts).") from None
+
+    def git_secrets(self) -> tuple[str, ...]:
+        text = self._template_defaults().get(naming.TEMPLATE_GIT_SECRETS) or ""
+        return tuple(name for name in text.split(",") if name)
+
     def _int_default(self, key: str) -> int | None:
         value = self._template_defaults().get(key)
         if value in (None, ""):
@@ -141,6 +156,8 @@ class KubernetesBackend:
         context = spec.context()
         if deadline:
             context.deadline = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=deadline)
+        if spec.ssh_secret is not None:
+            _select_git_secret(pod, spec.ssh_secret, self.env.pod_template)
         meta = pod.setdefault("metadata", {})
         meta.pop("creationTimestamp", None)
         meta["labels"] = {**(meta.get("labels") or {}), **labels}
@@ -170,6 +187,7 @@ class KubernetesBackend:
                     naming.ANNOTATION_TASK_BRANCH: spec.task_branch,
                     naming.ANNOTATION_DESCRIPTION: spec.summary,
                     **({naming.ANNOTATION_FEATURE_DIR: spec.feature_dir} if spec.feature_dir else {}),
+                    **({naming.ANNOTATION_SSH_SECRET: spec.ssh_secret} if spec.ssh_secret else {}),
                 },
             },
             "spec": job_spec,
@@ -420,6 +438,17 @@ class KubernetesBackend:
         if not dry_run:
             chosen = [item for item in chosen if self._delete_job(item.job)]
         return CleanupResult.of(dry_run, chosen, kept, f"environment {self.environment!r}")
+
+
+def _select_git_secret(pod: Obj, secret: str, template: str) -> None:
+    """The task's git Secret in the `git-credentials` volume (the only pod field a task may choose;
+    the chart's admission policy admits only the Secrets its PodTemplate lists)."""
+    for volume in (pod.get("spec") or {}).get("volumes") or []:
+        if volume.get("name") == naming.GIT_CREDENTIALS_VOLUME and isinstance(volume.get("secret"), dict):
+            volume["secret"]["secretName"] = secret
+            return
+    raise RunnerError(f"the PodTemplate {template!r} has no {naming.GIT_CREDENTIALS_VOLUME} secret volume "
+                      "(git.auth none?): a task cannot select a git Secret there. Fix the chart values.")
 
 
 def _reported(result: TaskResult | None) -> str:
