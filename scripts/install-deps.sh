@@ -22,6 +22,8 @@ declare -A NEED=(
   [/usr/sbin/sshd]=openssh-server
   [ssh-keygen]=openssh-client
   [npm]=npm
+  # the LLM proxy tests run the agent image's nginx on the host too
+  [/usr/sbin/nginx]=nginx
 )
 
 missing=()

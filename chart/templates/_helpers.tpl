@@ -143,6 +143,7 @@ volumeMounts list, so that the caller appends the container's own mounts.
 */}}
 {{- define "agent-runner.gitContainer" -}}
 {{- $ := .root -}}
+{{- /* git-clone reports a failure (a failed result) in its termination message, as the agent does. */ -}}
 image: {{ include "agent-runner.image" $ | quote }}
 imagePullPolicy: {{ $.Values.image.pullPolicy }}
 command: ["/usr/bin/tini", "--", "/opt/agentic-runner/bin/python", "-m", "mcp_server.runner", {{ .command | quote }}]
@@ -158,8 +159,10 @@ env:
     value: /workspace
   - name: AGENTIC_PUSH_QUEUE
     value: /run/agentic/push
-  - name: AGENTIC_GIT_STATE
-    value: /var/lib/agentic/git
+  {{- if eq .command "git-clone" }}
+  - name: AGENTIC_RESULT_FILE
+    value: /dev/termination-log
+  {{- end }}
   {{- if ne $.Values.git.auth "none" }}
   - name: AGENTIC_GIT_CREDENTIALS_DIR
     value: /etc/agentic-sdlc/git
@@ -176,8 +179,6 @@ volumeMounts:
   - name: task-context
     mountPath: /etc/agentic-sdlc/task
     readOnly: true
-  - name: git-state
-    mountPath: /var/lib/agentic/git
   - name: git-tmp
     mountPath: /tmp
   {{- if ne $.Values.git.auth "none" }}

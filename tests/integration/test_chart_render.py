@@ -302,10 +302,10 @@ def test_podtemplate_is_the_whole_restricted_four_container_pod(helm: Helm) -> N
 
     # Who sees what: the git credential only in the git containers, the LLM keys only in the proxy.
     assert {n: mounts(c) for n, c in by_name.items()} == {
-        "git-clone": {"task-context": "/etc/agentic-sdlc/task", "git-state": "/var/lib/agentic/git",
-                      "git-tmp": "/tmp", "git-credentials": "/etc/agentic-sdlc/git", "workspace": "/workspace"},
-        "git-push": {"task-context": "/etc/agentic-sdlc/task", "git-state": "/var/lib/agentic/git",
-                     "git-tmp": "/tmp", "git-credentials": "/etc/agentic-sdlc/git", "push-queue": "/run/agentic/push"},
+        "git-clone": {"task-context": "/etc/agentic-sdlc/task", "git-tmp": "/tmp",
+                      "git-credentials": "/etc/agentic-sdlc/git", "workspace": "/workspace"},
+        "git-push": {"task-context": "/etc/agentic-sdlc/task", "git-tmp": "/tmp",
+                     "git-credentials": "/etc/agentic-sdlc/git", "push-queue": "/run/agentic/push"},
         "llm-proxy": {"llm-proxy-config": "/etc/agentic-sdlc/llm-proxy", "llm-credentials": "/etc/agentic-sdlc/llm",
                       "llm-proxy-tmp": "/tmp"},
         "agent": {"task-context": "/etc/agentic-sdlc/task", "workspace": "/workspace",
@@ -320,8 +320,11 @@ def test_podtemplate_is_the_whole_restricted_four_container_pod(helm: Helm) -> N
                    "AGENTIC_WORKSPACE": "/workspace", "AGENTIC_RESULT_FILE": "/dev/termination-log",
                    "AGENTIC_PUSH_QUEUE": "/run/agentic/push", "HOME": "/home/agent", "TMPDIR": "/tmp"}
     git_env = {e["name"]: e["value"] for e in by_name["git-push"]["env"]}
-    assert git_env["AGENTIC_GIT_CREDENTIALS_DIR"] == "/etc/agentic-sdlc/git"
-    assert git_env["HOME"] == "/tmp"
+    assert git_env == {"AGENTIC_TASK_CONTEXT_FILE": "/etc/agentic-sdlc/task/context.json",
+                       "AGENTIC_WORKSPACE": "/workspace", "AGENTIC_PUSH_QUEUE": "/run/agentic/push",
+                       "AGENTIC_GIT_CREDENTIALS_DIR": "/etc/agentic-sdlc/git", "HOME": "/tmp", "TMPDIR": "/tmp"}
+    clone_env = {e["name"]: e["value"] for e in by_name["git-clone"]["env"]}
+    assert clone_env == {**git_env, "AGENTIC_RESULT_FILE": "/dev/termination-log"}
     assert "envFrom" not in by_name["llm-proxy"]
 
     volumes = {v["name"]: v for v in spec["volumes"]}
@@ -335,7 +338,7 @@ def test_podtemplate_is_the_whole_restricted_four_container_pod(helm: Helm) -> N
     assert volumes["llm-credentials"]["secret"] == {"secretName": "t-agentic-sdlc-agent-runner-llm",
                                                    "defaultMode": 0o444}
     assert volumes["llm-proxy-config"]["configMap"] == {"name": "t-agentic-sdlc-agent-runner-llm-proxy"}
-    for name in ("workspace", "push-queue", "home", "tmp", "git-state", "git-tmp", "llm-proxy-tmp"):
+    for name in ("workspace", "push-queue", "home", "tmp", "git-tmp", "llm-proxy-tmp"):
         assert "sizeLimit" in volumes[name]["emptyDir"], name
     assert [v for v in spec["volumes"] if "secret" in v or "projected" in v] == [
         volumes["git-credentials"], volumes["llm-credentials"]]
