@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,19 @@ def world(testenv: TestEnv, namespace: str, tmp_path: Path) -> tuple[RunnerServi
     repo = make_repo(tmp_path / "repo")
     service = RunnerService(load_settings(environ=server_env(testenv, namespace, repo)))
     return service, Cluster(testenv, namespace)
+
+
+def server_manifest(service: RunnerService, task_id: str) -> Obj:
+    """The Job the server would create for a task (its kubernetes backend's manifest)."""
+    backend = service.backend(None)
+    spec = service._spec(backend, task_id=task_id, description="d", repo_url=ORIGIN, base_branch=FEATURE,
+                         timeout_minutes=None, model=None, agent=None, feature_dir=None, context_files=[])
+    return copy.deepcopy(backend.job_manifest(spec))  # type: ignore[attr-defined]
+
+
+def create_as_developer(testenv: TestEnv, namespace: str, manifest: Obj) -> subprocess.CompletedProcess[str]:
+    return testenv.kubectl("create", "-n", namespace, "-f", "-", who="developer", check=False,
+                           input=json.dumps(manifest))
 
 
 def spec_of(job: Obj) -> Obj:
@@ -161,14 +175,10 @@ def test_a_job_shaped_to_reach_the_secrets_is_refused_and_nothing_is_created(
     """The Role's subject makes the Job the server would make, then changes the one thing; the API
     server refuses it naming the policy, and creates nothing (no Job, no pod)."""
     service, cluster = world
-    backend = service.backend(None)
-    spec = service._spec(backend, task_id="T009", description="d", repo_url=ORIGIN, base_branch=FEATURE,
-                         timeout_minutes=None, model=None, agent=None, feature_dir=None, context_files=[])
-    manifest = copy.deepcopy(backend.job_manifest(spec))  # type: ignore[attr-defined]
+    manifest = server_manifest(service, "T009")
     name = manifest["metadata"]["name"] = "not-a-task"
     attack(spec_of(manifest))
-    created = testenv.kubectl("create", "-n", namespace, "-f", "-", who="developer", check=False,
-                              input=json.dumps(manifest))
+    created = create_as_developer(testenv, namespace, manifest)
     assert created.returncode == 1
     assert created.stderr.strip() == 'Error from server (Forbidden): error when creating "STDIN": ' + (
         denied_prefix(namespace, name) + message)
@@ -180,12 +190,7 @@ def test_the_shape_the_server_makes_is_admitted_from_the_same_subject(
         testenv: TestEnv, namespace: str, world: tuple[RunnerService, Cluster]) -> None:
     """The refusals above are the policy's, not RBAC's: the unchanged manifest is admitted."""
     service, cluster = world
-    backend = service.backend(None)
-    spec = service._spec(backend, task_id="T009", description="d", repo_url=ORIGIN, base_branch=FEATURE,
-                         timeout_minutes=None, model=None, agent=None, feature_dir=None, context_files=[])
-    manifest = backend.job_manifest(spec)  # type: ignore[attr-defined]
-    created = testenv.kubectl("create", "-n", namespace, "-f", "-", who="developer", check=False,
-                              input=json.dumps(manifest))
+    created = create_as_developer(testenv, namespace, server_manifest(service, "T009"))
     assert created.returncode == 0, created.stderr
     assert [j["metadata"]["name"] for j in cluster.jobs()] == [naming.job_name("T009", FEATURE)]
 
@@ -193,13 +198,9 @@ def test_the_shape_the_server_makes_is_admitted_from_the_same_subject(
 def test_without_its_podtemplate_no_job_is_admitted(
         testenv: TestEnv, namespace: str, world: tuple[RunnerService, Cluster]) -> None:
     service, cluster = world
-    backend = service.backend(None)
-    spec = service._spec(backend, task_id="T010", description="d", repo_url=ORIGIN, base_branch=FEATURE,
-                         timeout_minutes=None, model=None, agent=None, feature_dir=None, context_files=[])
-    manifest = backend.job_manifest(spec)  # type: ignore[attr-defined]
+    manifest = server_manifest(service, "T010")
     testenv.kubectl("delete", "podtemplate", f"{FULLNAME}-agent", "-n", namespace)
-    created = testenv.kubectl("create", "-n", namespace, "-f", "-", who="developer", check=False,
-                              input=json.dumps(manifest))
+    created = create_as_developer(testenv, namespace, manifest)
     assert created.returncode == 1
     assert "failed to configure binding: no params found for policy binding with `Deny` parameterNotFoundAction" \
         in created.stderr

@@ -176,6 +176,9 @@ def test_seed_command_installs_upgrades_and_uninstalls(helm: Helm, testenv: Test
     assert "STATUS: deployed" in install.stdout and "REVISION: 1" in install.stdout
     # NOTES.txt: what was created, and the Pod Security label that --create-namespace cannot set.
     assert f"PodTemplate {release}-agent" in install.stdout
+    assert (f"ValidatingAdmissionPolicy and binding {release}.{ns}.jobs.agentic-sdlc.dev: a Job in {ns} is "
+            "admitted only in the PodTemplate's shape") in install.stdout
+    assert "It may not: read Secrets or ConfigMaps, exec/attach/port-forward into pods" in install.stdout
     assert f"WARNING: namespace {ns} does not enforce Pod Security \"restricted\"" in install.stdout
     (label_command,) = [line.strip() for line in install.stdout.splitlines()
                         if line.strip().startswith("kubectl label namespace")]
@@ -217,6 +220,9 @@ def test_seed_command_installs_upgrades_and_uninstalls(helm: Helm, testenv: Test
     selector = f"app.kubernetes.io/instance={release}"
     left = testenv.kubectl("get", kinds, "-n", ns, "-l", selector, "-o", "name")
     assert left.stdout == ""
+    cluster_scoped = testenv.kubectl("get", "validatingadmissionpolicies,validatingadmissionpolicybindings",
+                                     "-l", selector, "-o", "name")
+    assert cluster_scoped.stdout == ""
 
 
 def test_bad_values_install_nothing(helm: Helm, testenv: TestEnv, namespace: str) -> None:
