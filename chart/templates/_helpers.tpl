@@ -164,7 +164,7 @@ env:
     value: /dev/termination-log
   {{- end }}
   {{- if ne $.Values.git.auth "none" }}
-  - name: AGENTIC_GIT_CREDENTIALS_DIR
+  - name: AGENTIC_GIT_AUTH_DIR
     value: /etc/agentic-sdlc/git
   {{- end }}
   - name: HOME

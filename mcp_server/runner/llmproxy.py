@@ -85,7 +85,7 @@ def prepare(config_dir: Path, secret_dir: Path, run_dir: Path, warn) -> Path:  #
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     env = dict(os.environ if environ is None else environ)
     config_dir = Path(env.get("AGENTIC_LLM_PROXY_DIR") or DEFAULT_CONFIG_DIR)
-    secret_dir = Path(env.get("AGENTIC_LLM_SECRET_DIR") or DEFAULT_SECRET_DIR)
+    secret_dir = Path(env.get("AGENTIC_LLM_AUTH_DIR") or DEFAULT_SECRET_DIR)
     run_dir = Path(env.get("AGENTIC_LLM_PROXY_RUN") or DEFAULT_RUN_DIR)
     nginx = env.get("AGENTIC_NGINX_BIN") or NGINX
 

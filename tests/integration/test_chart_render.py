@@ -120,7 +120,7 @@ SCHEMA_REFUSALS = [
     (["llmProxy.providers[0].name=a", "llmProxy.providers[0].upstream=ftp://x/",
       "llmProxy.providers[0].header=x-api-key", "llmProxy.providers[0].secretKey=K"],
      "- at '/llmProxy/providers/0/upstream': 'ftp://x/' does not match pattern"),
-    (["llmProxy.port=80"], "- at '/llmProxy/port': minimum: got 80, want 1024"),
+    (["llmProxy.port=80"], "- at '/llmProxy/port': minimum: got 80, want 1,024"),
     (["admission.enabled=no"], "- at '/admission/enabled': got string, want boolean"),
 ]
 
@@ -322,7 +322,7 @@ def test_podtemplate_is_the_whole_restricted_four_container_pod(helm: Helm) -> N
     git_env = {e["name"]: e["value"] for e in by_name["git-push"]["env"]}
     assert git_env == {"AGENTIC_TASK_CONTEXT_FILE": "/etc/agentic-sdlc/task/context.json",
                        "AGENTIC_WORKSPACE": "/workspace", "AGENTIC_PUSH_QUEUE": "/run/agentic/push",
-                       "AGENTIC_GIT_CREDENTIALS_DIR": "/etc/agentic-sdlc/git", "HOME": "/tmp", "TMPDIR": "/tmp"}
+                       "AGENTIC_GIT_AUTH_DIR": "/etc/agentic-sdlc/git", "HOME": "/tmp", "TMPDIR": "/tmp"}
     clone_env = {e["name"]: e["value"] for e in by_name["git-clone"]["env"]}
     assert clone_env == {**git_env, "AGENTIC_RESULT_FILE": "/dev/termination-log"}
     assert "envFrom" not in by_name["llm-proxy"]
@@ -551,7 +551,12 @@ def test_namespace_create_labels_pod_security_restricted(helm: Helm) -> None:
         "pod-security.kubernetes.io/audit": "restricted",
         "pod-security.kubernetes.io/warn": "restricted",
     }
-    assert {d["metadata"]["namespace"] for d in docs if d["kind"] != "Namespace"} == {"agents"}
+    cluster_scoped = {"Namespace", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+    assert {d["metadata"]["namespace"] for d in docs if d["kind"] not in cluster_scoped} == {"agents"}
+    binding = find(docs, "ValidatingAdmissionPolicyBinding")["spec"]
+    assert binding["matchResources"]["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "agents"}}
+    assert binding["paramRef"] == {"name": "t-agentic-sdlc-agent-runner-agent", "namespace": "agents",
+                                   "parameterNotFoundAction": "Deny"}
 
 
 # -- no secret material ----------------------------------------------------------------------------

@@ -130,7 +130,7 @@ def proxy(helm: Helm, tmp_path: Path) -> Iterator[tuple[Proxy, ScriptedModel, Un
         (secret / "TLS_API_KEY").write_text(TLS_KEY)
         log = tmp_path / "proxy.log"
         env = {"PATH": os.environ["PATH"], "AGENTIC_LLM_PROXY_DIR": str(config),
-               "AGENTIC_LLM_SECRET_DIR": str(secret), "AGENTIC_LLM_PROXY_RUN": str(run)}
+               "AGENTIC_LLM_AUTH_DIR": str(secret), "AGENTIC_LLM_PROXY_RUN": str(run)}
         with open(log, "a") as out:  # append: nginx reopens /dev/stdout with its own offset
             process = subprocess.Popen([sys.executable, "-m", "mcp_server.runner.llmproxy"], cwd=REPO_ROOT,
                                        env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
