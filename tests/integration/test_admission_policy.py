@@ -19,6 +19,7 @@ from mcp_server import naming
 from mcp_server.config import load_settings
 from mcp_server.models import SpawnTaskRequest
 from mcp_server.service import RunnerService
+from tests.conftest import wait_until
 from tests.support.runner_env import FEATURE, ORIGIN, RELEASE, Cluster, install_chart, make_repo, server_env
 from tests.support.testenv import TestEnv
 
@@ -49,8 +50,25 @@ def denied_prefix(namespace: str, job: str) -> str:
 def world(testenv: TestEnv, namespace: str, tmp_path: Path) -> tuple[RunnerService, Cluster]:
     install_chart(testenv, namespace, VALUES)
     repo = make_repo(tmp_path / "repo")
-    service = RunnerService(load_settings(environ=server_env(testenv, namespace, repo)))
+    environ = server_env(testenv, namespace, repo, AGENTIC_KUBECONFIG=str(testenv.kubeconfig("developer")))
+    service = RunnerService(load_settings(environ=environ))
+    wait_for_the_policy(testenv, namespace, service)
     return service, Cluster(testenv, namespace)
+
+
+def wait_for_the_policy(testenv: TestEnv, namespace: str, service: RunnerService) -> None:
+    """A new policy binding takes effect a moment after it is created (the API server's admission
+    plugin learns of it through a watch): wait until a server-side dry run of a bad Job is refused."""
+    probe = server_manifest(service, "T000")
+    shared_process_namespace(spec_of(probe))
+
+    def refused() -> bool:
+        proc = testenv.kubectl("create", "--dry-run=server", "-n", namespace, "-f", "-", check=False,
+                               input=json.dumps(probe))
+        # before that: admitted, or refused for want of the PodTemplate the policy has not seen yet
+        return proc.returncode != 0 and "its pod's shareProcessNamespace is not the PodTemplate's" in proc.stderr
+
+    wait_until(refused, timeout=30, message="the admission policy to take effect")
 
 
 def server_manifest(service: RunnerService, task_id: str) -> Obj:
