@@ -22,6 +22,8 @@ declare -A NEED=(
   [/usr/sbin/sshd]=openssh-server
   [ssh-keygen]=openssh-client
   [npm]=npm
+  # the local backend's sandbox for the agent (mcp_server/backends/local_sandbox.py)
+  [bwrap]=bubblewrap
 )
 
 missing=()

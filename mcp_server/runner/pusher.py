@@ -106,7 +106,9 @@ class Pusher:
         protected: tuple[str, ...],
         attempts: int,
         log: Log,
+        base_source: str | None = None,
     ) -> None:
+        self.base_source = base_source
         self.target = target
         self.home = home
         self.bare = home / "repo.git"
@@ -131,8 +133,15 @@ class Pusher:
             self.git.run("init", "--quiet", "--bare", str(self.bare), action="init of the pusher's repository")
         t = self.target
         base = t.base_branch
-        self._g("fetch", "--no-tags", "--quiet", t.url, f"+refs/heads/{base}:refs/remotes/origin/{base}",
-                action=f"fetch of the base branch {base}")
+        refspec = f"+refs/heads/{base}:refs/remotes/origin/{base}"
+        try:
+            self._g("fetch", "--no-tags", "--quiet", t.url, refspec, action=f"fetch of the base branch {base}")
+        except GitError as exc:
+            if exc.kind != "not_found" or self.base_source is None:
+                raise
+            # the local backend: a base branch the remote does not have yet, from the developer's repository
+            self.git.run("-c", "protocol.file.allow=always", "--git-dir", str(self.bare), "fetch", "--no-tags",
+                         "--quiet", self.base_source, refspec, action=f"fetch of the base branch {base} (local)")
         self._fetch_task_branch()
         self._prepared = True
 

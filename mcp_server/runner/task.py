@@ -79,6 +79,8 @@ class Progress:
 
 class TaskRunner:
     def __init__(self, settings: Settings, ctx: RunnerContext, out: Output, stop: StopControl) -> None:
+        self._checkpoint_due = threading.Event()
+        self._send_lock = threading.RLock()
         self.settings = settings
         self.ctx = ctx
         self.out = out
@@ -280,43 +282,43 @@ class TaskRunner:
     _last_checkpoint: float = 0.0
     _checkpoint_thread: threading.Thread | None = None
     _channel_in_use: PushChannel | None = None
-    _send_lock = threading.Lock()
 
     def _maybe_checkpoint(self, checkout: Checkout, kind: str) -> None:
-        """At the end of an agent step: commit the work so far and push it in the background, at most
-        once per AGENTIC_CHECKPOINT_SECONDS and one at a time."""
+        """At the end of an agent step, once AGENTIC_CHECKPOINT_SECONDS have passed since the last
+        checkpoint: commit the work so far and push it, in the background, one at a time (a step that
+        ends while one is under way is taken up by it when it is done)."""
         if kind != "step_finish" or self.stop.requested or self._channel_in_use is None:
             return
         if time.monotonic() - self._last_checkpoint < self.settings.checkpoint_seconds:
             return
-        if self._checkpoint_thread is not None and self._checkpoint_thread.is_alive():
-            return
         self._last_checkpoint = time.monotonic()
-        try:
-            committed = gitrepo.commit_all(checkout.git, f"WIP {self.ctx.task_id}: checkpoint",
-                                           f"Work in progress of task {self.ctx.task_id}, pushed at a checkpoint.")
-        except GitError as exc:
-            self.out.log("commit", f"checkpoint commit failed: {exc}", level="warning")
-            return
-        if not committed:
-            return
-        self.out.log("commit", "checkpoint: committed the work so far")
-        channel = self._channel_in_use
-        thread = threading.Thread(target=self._checkpoint_push, args=(checkout, channel), daemon=True)
-        self._checkpoint_thread = thread
-        thread.start()
+        self._checkpoint_due.set()
+        if self._checkpoint_thread is None or not self._checkpoint_thread.is_alive():
+            thread = threading.Thread(target=self._checkpoints, args=(checkout, self._channel_in_use), daemon=True)
+            self._checkpoint_thread = thread
+            thread.start()
 
-    def _checkpoint_push(self, checkout: Checkout, channel: PushChannel) -> None:
-        try:
-            response = self._send(checkout, channel, "checkpoint")
-        except (GitError, OSError) as exc:
-            self.out.log("push", f"checkpoint push failed: {exc}", level="warning")
-            return
-        if response is not None and response.pushed:
-            self.progress.checkpoints += 1
-            self.out.log("push", f"checkpoint pushed: {self.ctx.task_branch} at {response.sha[:12]}", sha=response.sha)
-        elif response is not None:
-            self.out.log("push", f"checkpoint not pushed: {response.error}", level="warning")
+    def _checkpoints(self, checkout: Checkout, channel: PushChannel) -> None:
+        while self._checkpoint_due.is_set() and not self.stop.requested:
+            self._checkpoint_due.clear()
+            try:
+                with self._send_lock:
+                    committed = gitrepo.commit_all(
+                        checkout.git, f"WIP {self.ctx.task_id}: checkpoint",
+                        f"Work in progress of task {self.ctx.task_id}, pushed at a checkpoint.")
+                if not committed:
+                    continue
+                self.out.log("commit", "checkpoint: committed the work so far")
+                response = self._send(checkout, channel, "checkpoint")
+            except (GitError, OSError) as exc:
+                self.out.log("push", f"checkpoint failed: {exc}", level="warning")
+                continue
+            if response is not None and response.pushed:
+                self.progress.checkpoints += 1
+                self.out.log("push", f"checkpoint pushed: {self.ctx.task_branch} at {response.sha[:12]}",
+                             sha=response.sha)
+            elif response is not None:
+                self.out.log("push", f"checkpoint not pushed: {response.error}", level="warning")
 
     def _wait_for_checkpoint(self) -> None:
         thread = self._checkpoint_thread
@@ -348,8 +350,10 @@ class TaskRunner:
                 bundle.chmod(0o644)
             left = self._time_left()
             give_up_at = None if left is None else time.monotonic() + left
-            response = channel.send(PushRequest(n, kind, sha), left if left is not None else PUSH_WAIT_SECONDS,  # type: ignore[arg-type]
-                                    give_up_at=give_up_at)
+            # a checkpoint stops waiting when the task stops (the final push then waits its turn)
+            cancel = self.stop.event if kind == "checkpoint" else None
+            response = channel.send(PushRequest(n, kind, sha),  # type: ignore[arg-type]
+                                    left if left is not None else PUSH_WAIT_SECONDS, cancel, give_up_at)
             if response is not None and response.pushed and response.sha == sha:
                 p.pushed_sha = sha
             return response

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.git_remotes import BASE_BRANCH
+from tests.support.runner_harness import SCRIPTED_API_KEY, RunningRunner, offline_env
+from tests.support.scripted_model import ScriptedModel
 
 AGENT_UID = 1000
 GIT_UID = 1001
@@ -46,6 +49,22 @@ def shared_dir(prefix: str) -> Path:
     path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     path.chmod(0o755)
     return path
+
+
+def shared_binary(path: str) -> str:
+    """A copy of an executable that every uid can run (the cached OpenCode lives under root's home)."""
+    source = Path(path)
+    info = source.stat()
+    target = Path("/tmp/agentic-sdlc-shared-bin") / f"{info.st_size}-{int(info.st_mtime)}" / source.name
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for parent in (target.parent, target.parent.parent):
+            parent.chmod(0o755)
+        partial = target.with_name(f".{source.name}.{os.getpid()}")
+        shutil.copy2(source, partial)
+        partial.chmod(0o755)
+        os.replace(partial, target)
+    return str(target)
 
 
 def base_env(home: Path) -> dict[str, str]:
@@ -157,6 +176,28 @@ class HostPod:
 
     def agent_git(self, *args: str, check: bool = True) -> str:
         return self.agent("git", *args, check=check).stdout
+
+    def runner(self, opencode_bin: str, model: ScriptedModel, **extra: str) -> RunningRunner:
+        """The runner in the agent's container: uid 1000, no credential, the queue to push through."""
+        home = self.root / "agent-home"
+        env = offline_env(home)
+        env.update({
+            "AGENTIC_TASK_CONTEXT_FILE": str(self.root / "task" / "context.json"),
+            "AGENTIC_WORKSPACE": str(self.workspace),
+            "AGENTIC_RESULT_FILE": str(home / "termination-log"),
+            "AGENTIC_PUSH_QUEUE": str(self.queue),
+            "AGENTIC_OPENCODE_BIN": shared_binary(opencode_bin),
+            "AGENTIC_OPENCODE_MODEL": model.model,
+            "AGENTIC_OPENCODE_CONFIG": json.dumps(model.opencode_config()),
+            "SCRIPTED_API_KEY": SCRIPTED_API_KEY,
+            "PYTHONDONTWRITEBYTECODE": "1",
+        })
+        env.update(extra)
+        self.agent("mkdir", "-p", str(home / "tmp"), cwd=REPO_ROOT)
+        proc = subprocess.Popen([*as_uid(AGENT_UID), sys.executable, "-m", "mcp_server.runner", "run-task"],
+                                env=env, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, bufsize=1)
+        return RunningRunner(proc, home / "termination-log")
 
     def adopt(self) -> None:
         """What the runner does first in the agent's container: make the checkout its own."""
