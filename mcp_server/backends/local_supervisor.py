@@ -129,7 +129,9 @@ def supervise(task_dir: Path) -> int:
     environ = dict(os.environ)
     queue = task_dir / QUEUE_DIR
     queue.mkdir(mode=0o700, exist_ok=True)
-    runner_env = {**agent_environment(environ), "AGENTIC_PUSH_QUEUE": str(queue)}
+    tmp = task_dir / "tmp"
+    tmp.mkdir(mode=0o700, exist_ok=True)
+    runner_env = {**agent_environment(environ), "AGENTIC_PUSH_QUEUE": str(queue), "TMPDIR": str(tmp)}
     command = [*sandbox_command(environ, task_dir), sys.executable, "-m", "mcp_server.runner", "run-task"]
     stop = threading.Event()
     with open(task_dir / "log", "a", encoding="utf-8") as log:
