@@ -375,7 +375,8 @@ class TaskRunner:
         if response.fallback_ref:
             p.fallback_ref = response.fallback_ref
         if not response.pushed or response.sha != p.head_sha:
-            raise PushFailed(f"push of {ctx.task_branch} failed: {response.error or 'not pushed'}")
+            why = response.error or "not pushed"
+            raise PushFailed(why if why.startswith("push of ") else f"push of {ctx.task_branch} failed: {why}")
         p.pushed = True
         out.log("push", f"pushed {ctx.task_branch}")
 

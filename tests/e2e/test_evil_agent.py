@@ -55,6 +55,11 @@ def test_every_attack_fails_and_the_task_branch_gets_the_honest_work(root: Path,
     outputs = [u["part"]["state"].get("output", "") for u in run.tool_uses("bash")]
     attacks = evil_agent.attack_lines(outputs)
     assert run.result is not None, run.stdout[-4000:]
+    print("\n".join(attacks))
+    names = [line.split(":", 1)[0] for line in attacks]
+    for name in ("ATTACK loot", "ATTACK plant", "ATTACK push-main", "ATTACK push-direct", "ATTACK queue-101",
+                 "ATTACK queue-102", "ATTACK queue-103"):
+        assert name in names, attacks  # every attack was tried
 
     # the honest work is on the task branch, and nothing else changed on the remote
     assert (run.result.status, run.result.pushed) == ("succeeded", True), run.stdout[-4000:]
