@@ -5,7 +5,8 @@ runner says so in the log), `bwrap` (required: a task fails to start without it)
 
 Inside, the runner and its agent see the machine read-only, with
 - writable: the task's worktree directory, the repository's git directory (objects and refs: the
-  agent commits), the task's state directory, OpenCode's own data, cache and state directories;
+  agent commits), the task's state directory, with OpenCode's XDG directories of the task's own
+  (`private_xdg`: a copy of the developer's OpenCode config and login);
 - read-only even there: the repository's `config` and `hooks` (the agent cannot plant a hook or an
   `insteadOf`, a `core.fsmonitor` or `core.hooksPath` that the developer's next git command would run),
   and the whole home directory (so no `~/.gitconfig`, `~/.bashrc` or OpenCode plugin of the developer's
@@ -32,7 +33,9 @@ MODES = ("auto", "bwrap", "none")
 HIDDEN_DIRS = (".ssh", ".kube", ".aws", ".azure", ".config/gcloud", ".docker", ".gnupg", ".password-store",
                ".config/gh", ".config/hub")
 HIDDEN_FILES = (".netrc", ".git-credentials", ".pgpass", ".npmrc", ".pypirc")
-OPENCODE_DIRS = (("XDG_DATA_HOME", ".local/share"), ("XDG_CACHE_HOME", ".cache"), ("XDG_STATE_HOME", ".local/state"))
+# OpenCode's directories, per task inside the sandbox: (variable, default under HOME, what is copied in)
+XDG_DIRS = (("XDG_CONFIG_HOME", ".config", ("opencode",)), ("XDG_DATA_HOME", ".local/share", ("opencode/auth.json",)),
+            ("XDG_STATE_HOME", ".local/state", ()), ("XDG_CACHE_HOME", ".cache", ()))
 
 
 def sandbox_mode(environ: Mapping[str, str]) -> str:
@@ -50,6 +53,29 @@ def sandbox_mode(environ: Mapping[str, str]) -> str:
         raise ConfigError("AGENTIC_LOCAL_SANDBOX=bwrap but bubblewrap (bwrap) is not installed or cannot make a "
                           "sandbox here; install the Debian package bubblewrap (scripts/install-deps.sh)")
     return "none"
+
+
+def private_xdg(environ: Mapping[str, str], task_dir: Path) -> dict[str, str]:
+    """XDG directories of the task's own, in its state directory: OpenCode writes there (its config
+    dir's plugins, its cache's packages, its data) and a change must not reach the developer's next
+    OpenCode session. The developer's OpenCode config (without node_modules) and login (auth.json) are
+    copied in."""
+    home = Path(environ.get("HOME") or os.path.expanduser("~"))
+    env: dict[str, str] = {}
+    for name, default, copies in XDG_DIRS:
+        source = Path(environ[name]) if environ.get(name) else home / default
+        target = task_dir / "xdg" / name.removeprefix("XDG_").removesuffix("_HOME").lower()
+        target.mkdir(parents=True, exist_ok=True)
+        for rel in copies:
+            src, dst = source / rel, target / rel
+            if src.is_dir():
+                shutil.copytree(src, dst, symlinks=True, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("node_modules"))
+            elif src.is_file():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dst)
+        env[name] = str(target)
+    return env
 
 
 def _git_common_dir(repo: Path) -> Path | None:
@@ -92,11 +118,6 @@ def sandbox_command(environ: Mapping[str, str], task_dir: Path) -> list[str]:
         writable.append(worktrees)
     if common is not None:
         writable.append(common)
-    for env_name, default in OPENCODE_DIRS:
-        base = Path(environ[env_name]) if environ.get(env_name) else home / default
-        target = base / "opencode"
-        target.mkdir(parents=True, exist_ok=True)
-        writable.append(target)
     for path in writable:
         args += ["--bind", str(path), str(path)]
     # read-only again inside what is writable: the repository's config and hooks

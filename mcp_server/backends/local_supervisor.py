@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TextIO
 
 from mcp_server.backends.local_env import agent_environment
-from mcp_server.backends.local_sandbox import sandbox_command
+from mcp_server.backends.local_sandbox import private_xdg, sandbox_command
 from mcp_server.backends.local_state import write_json
 from mcp_server.errors import ConfigError
 from mcp_server.repohosts import ParsedRepo
@@ -132,11 +132,22 @@ def supervise(task_dir: Path) -> int:
     tmp = task_dir / "tmp"
     tmp.mkdir(mode=0o700, exist_ok=True)
     runner_env = {**agent_environment(environ), "AGENTIC_PUSH_QUEUE": str(queue), "TMPDIR": str(tmp)}
-    command = [*sandbox_command(environ, task_dir), sys.executable, "-m", "mcp_server.runner", "run-task"]
     stop = threading.Event()
     with open(task_dir / "log", "a", encoding="utf-8") as log:
         stamped = StampedLog(log)
         out = Output(Redactor.from_environ(environ), stamped)  # type: ignore[arg-type]
+        try:
+            sandbox = sandbox_command(environ, task_dir)
+        except ConfigError as exc:
+            return _refused(task_dir, str(exc), out)
+        if sandbox:
+            runner_env.update(private_xdg(environ, task_dir))
+            out.log("setup", "the agent runs in a bubblewrap sandbox: the machine read-only, credentials hidden, "
+                    "the repository's config and hooks read-only")
+        else:
+            out.log("setup", "the agent runs without a sandbox (AGENTIC_LOCAL_SANDBOX, or bubblewrap is not "
+                    "installed): it can read and write what you can", level="warning")
+        command = [*sandbox, sys.executable, "-m", "mcp_server.runner", "run-task"]
         pusher = start_pusher(task_dir, environ, out, stop)
         proc = subprocess.Popen(
             command,
@@ -165,6 +176,20 @@ def supervise(task_dir: Path) -> int:
         stop.set()
         pusher.join(timeout=60)
     write_json(task_dir / "exit.json", {"exit_code": code, "finished_at": now().isoformat()})
+    return 0
+
+
+def _refused(task_dir: Path, message: str, out: Output) -> int:
+    """The task cannot start (no sandbox where one is required): a failed result and the exit record."""
+    from mcp_server.runner.context import partial_ids
+    from mcp_server.runner.result import TaskResult
+
+    task_id, branch, base = partial_ids(task_dir / "context.json")
+    result = TaskResult(task_id=task_id, status="failed", branch=branch, base=base, error=message)
+    out.log("setup", message, level="error")
+    (task_dir / "result.json").write_text(result.to_json())
+    out.line(result.marker_line())
+    write_json(task_dir / "exit.json", {"exit_code": 1, "finished_at": now().isoformat()})
     return 0
 
 
