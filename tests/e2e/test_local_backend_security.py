@@ -8,7 +8,6 @@ ref moves, and the task branch gets the honest work."""
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import subprocess
 import time
@@ -114,7 +113,22 @@ def test_every_attack_on_the_local_backend_fails(tmp_path: Path, remote: BareRem
     assert gitconfig.read_text() == "[user]\n\tname = Developer\n"
     assert subprocess.run(["git", "--git-dir", str(evil.path), "for-each-ref"], capture_output=True,
                           text=True).stdout == ""
-    assert "ATTACK plant: developer hook refused" in log and "ATTACK plant: developer config refused" in log
+    outputs = []
+    for line in log.splitlines():
+        try:
+            event = json.loads(line.split(" ", 1)[1])
+        except (IndexError, ValueError):
+            continue
+        if isinstance(event, dict) and event.get("type") == "tool_use":
+            outputs.append(str(event["part"]["state"].get("output", "")))
+    attacks = evil_agent.attack_lines(outputs)
+    assert "ATTACK plant: developer hook refused" in attacks and "ATTACK plant: developer config refused" in attacks
+    assert "ATTACK plant: wrote the developer hook" not in attacks
+    names = [line.split(":", 1)[0] for line in attacks]
+    for name in ("ATTACK loot", "ATTACK plant", "ATTACK push-main", "ATTACK push-direct", "ATTACK queue-101",
+                 "ATTACK queue-102", "ATTACK queue-103"):
+        assert name in names, attacks  # every attack was tried
+    assert [a for a in attacks if a.startswith("ATTACK push-") and a.endswith("exit 0")] == []
 
     # nothing of the developer's credentials in what the agent gathered and pushed
     loot = remote.show(TASK_BRANCH, "loot.txt")
@@ -123,4 +137,3 @@ def test_every_attack_on_the_local_backend_fails(tmp_path: Path, remote: BareRem
         assert secret not in loot, secret
     env_part = loot.split("== proc", 1)[0]
     assert "SSH_AUTH_SOCK" not in env_part and "KUBECONFIG" not in env_part and "GITHUB_TOKEN" not in env_part
-    shutil.rmtree(tmp_path / "dev", ignore_errors=True)
