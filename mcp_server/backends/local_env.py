@@ -29,7 +29,7 @@ LLM_KEYS = frozenset({
 })
 # Runner settings that hold or point at git credentials: the supervisor's pusher uses them, not the agent.
 DENIED_NAMES = frozenset({
-    "AGENTIC_GIT_TOKEN", "AGENTIC_GIT_USERNAME", "AGENTIC_GIT_SSH_DIR", "AGENTIC_GIT_CREDENTIALS_DIR",
+    "AGENTIC_GIT_TOKEN", "AGENTIC_GIT_USERNAME", "AGENTIC_GIT_SSH_DIR", "AGENTIC_GIT_AUTH_DIR",
     "AGENTIC_GIT_KNOWN_HOSTS", "AGENTIC_KUBECONFIG", "AGENTIC_GIT_AUTH",
 })
 _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|(^|_)KEY($|_)|API_?KEY|PRIVATE", re.I)

@@ -74,7 +74,7 @@ class Settings:
                 f"invalid AGENTIC_GIT_AUTH: {auth!r} is not a git auth mode; allowed: ssh, token or none"
             )
         # the git Secret's files: ssh-privatekey + known_hosts, or username + token
-        ssh_dir = Path(get("AGENTIC_GIT_CREDENTIALS_DIR", get("AGENTIC_GIT_SSH_DIR", DEFAULT_SSH_DIR)))
+        ssh_dir = Path(get("AGENTIC_GIT_AUTH_DIR", get("AGENTIC_GIT_SSH_DIR", DEFAULT_SSH_DIR)))
         token = env.get("AGENTIC_GIT_TOKEN") or (_secret_file(ssh_dir / TOKEN_FILE) if auth == "token" else None)
         if auth == "token" and not token:
             raise ConfigError(

@@ -135,7 +135,7 @@ class HostPod:
             "AGENTIC_RESULT_FILE": str(self.root / "git-home" / "termination-log"),
             "AGENTIC_PUSH_QUEUE": str(self.queue),
             "AGENTIC_GIT_AUTH": "token",
-            "AGENTIC_GIT_CREDENTIALS_DIR": str(self.creds),
+            "AGENTIC_GIT_AUTH_DIR": str(self.creds),
             "AGENTIC_REPO_HOSTS": LOOPBACK_RULES,
             "AGENTIC_GRACE_SECONDS": "20",
         })

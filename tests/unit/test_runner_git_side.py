@@ -132,10 +132,10 @@ def test_protected_paths_come_from_the_environment() -> None:
 def test_the_token_comes_from_the_secrets_files(tmp_path: Path) -> None:
     (tmp_path / "token").write_text("glpat-from-file-123\n")
     (tmp_path / "username").write_text("bot\n")
-    s = Settings.from_environ({"AGENTIC_GIT_AUTH": "token", "AGENTIC_GIT_CREDENTIALS_DIR": str(tmp_path)})
+    s = Settings.from_environ({"AGENTIC_GIT_AUTH": "token", "AGENTIC_GIT_AUTH_DIR": str(tmp_path)})
     assert (s.git_token, s.git_username) == ("glpat-from-file-123", "bot")
     with pytest.raises(ConfigError) as exc:
-        Settings.from_environ({"AGENTIC_GIT_AUTH": "token", "AGENTIC_GIT_CREDENTIALS_DIR": str(tmp_path / "none")})
+        Settings.from_environ({"AGENTIC_GIT_AUTH": "token", "AGENTIC_GIT_AUTH_DIR": str(tmp_path / "none")})
     assert "invalid AGENTIC_GIT_TOKEN: it is empty but AGENTIC_GIT_AUTH=token" in str(exc.value)
 
 
