@@ -31,10 +31,11 @@ from mcp_server.runner.settings import Settings
 def main(environ: Mapping[str, str] | None = None, stop: threading.Event | None = None) -> int:
     env = dict(os.environ if environ is None else environ)
     out = Output(Redactor.from_environ(env))
-    stop = stop or threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+    if stop is None:
+        stop = threading.Event()
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: stop.set())
     queue = PusherQueue(Path(env.get("AGENTIC_PUSH_QUEUE") or DEFAULT_QUEUE_DIR))
     home = Path(tempfile.mkdtemp(prefix="agentic-git-push-"))
     auth = GitAuth()

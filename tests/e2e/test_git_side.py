@@ -343,3 +343,25 @@ def test_git_push_refuses_everything_when_the_rules_refuse_the_repo(cloned: Host
     assert "git-push cannot push: invalid repo: the host 127.0.0.1 is not one of the configured repo hosts" in (
         answer["error"])
     assert TASK_BRANCH not in remote.branches()
+
+
+def test_sigterm_lets_the_pusher_answer_what_is_pending_first(cloned: HostPod, remote: BareRemote) -> None:
+    """The kubelet stops the sidecar after the agent's container: a request that came in just before
+    SIGTERM is still pushed and answered, then git-push ends with 0."""
+    import signal
+
+    pod = cloned
+    sha = pod.commit_file("README.md", "hello agent\n")
+    base = remote.sha(BASE_BRANCH) or ""
+    pod.agent("git", "bundle", "create", "-q", str(pod.queue / "1.bundle"), "HEAD", f"^{base}")
+    with pod.pusher() as pusher:
+        deadline = time.monotonic() + 60
+        while "serving pushes" not in pusher.log and time.monotonic() < deadline:
+            time.sleep(0.1)
+        pod.agent("sh", "-c", f"chmod 644 {pod.queue}/1.bundle && echo '{{\"n\": 1, \"kind\": \"final\", "
+                  f"\"sha\": \"{sha}\", \"bundle\": \"1.bundle\"}}' > {pod.queue}/1.request.json")
+        pusher.proc.send_signal(signal.SIGTERM)  # at once: the request is pending (polled every 0.2 s)
+        assert pusher.proc.wait(timeout=60) == 0
+    answer = json.loads((pod.queue / "1.response.json").read_text())
+    assert (answer["pushed"], answer["sha"]) == (True, sha)
+    assert remote.sha(TASK_BRANCH) == sha
