@@ -24,6 +24,8 @@ declare -A NEED=(
   [npm]=npm
   # the LLM proxy tests run the agent image's nginx on the host too
   [/usr/sbin/nginx]=nginx
+  # the local backend's sandbox for the agent (mcp_server/backends/local_sandbox.py)
+  [bwrap]=bubblewrap
 )
 
 missing=()

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,7 +133,9 @@ class AgentRun:
     """One OpenCode process. `run()` blocks until it ends; `stop()` (any thread, or a signal
     handler) ends it: SIGTERM to its process group, SIGKILL after STOP_WAIT_SECONDS."""
 
-    def __init__(self, command: list[str], env: Mapping[str, str], cwd: Path, out: Output) -> None:
+    def __init__(self, command: list[str], env: Mapping[str, str], cwd: Path, out: Output,
+                 on_event: Callable[[str], None] | None = None) -> None:
+        self._on_event = on_event
         self._command = command
         self._env = dict(env)
         self._cwd = cwd
@@ -184,6 +186,8 @@ class AgentRun:
                 summary = part["text"].strip()
             elif kind == "error":
                 error = _error_message(event.get("error"))
+            if self._on_event is not None and isinstance(kind, str):
+                self._on_event(kind)  # the runner's checkpoints (at the end of each agent step)
         exit_code = proc.wait()
         stderr_thread.join(timeout=5)
         stopped = self._stopped.is_set()
