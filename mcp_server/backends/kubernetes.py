@@ -21,7 +21,15 @@ from mcp_server.config import EnvironmentSettings, Settings
 from mcp_server.defaults import chart_defaults
 from mcp_server.errors import Conflict, RunnerError, TaskNotFound
 from mcp_server.jobstatus import derive_status, newest, pod_started, pod_terminated
-from mcp_server.kube import Access, AlreadyExists, BadRequest, KubeClient, NotFound, load_api_client
+from mcp_server.kube import (
+    Access,
+    AdmissionDenied,
+    AlreadyExists,
+    BadRequest,
+    KubeClient,
+    NotFound,
+    load_api_client,
+)
 from mcp_server.logs.positions import parse_timestamped, since_time
 from mcp_server.logs.relay import LogStream, StreamRead, TaskStreams
 from mcp_server.logs.results import result_from_lines
@@ -41,6 +49,9 @@ from mcp_server.repohosts import HostRule
 LOG_LIMIT_BYTES = 4 * 1024 * 1024
 TEMPLATE_CACHE_SECONDS = 30.0
 LOG_READERS = 8
+ADMISSION_WAIT_SECONDS = 20.0
+"""How long spawn retries while the chart's admission policy has not seen its PodTemplate yet (a
+release installed a moment ago)."""
 
 Obj = dict[str, Any]
 
@@ -207,11 +218,35 @@ class KubernetesBackend:
             backend="kubernetes",
         )
 
+    def _create_job(self, spec: TaskSpec) -> Obj:
+        """POST the task's Job. Refused by the chart's admission policy: once more with the PodTemplate
+        read afresh (a `helm upgrade` may have changed the shape since it was cached), and for a
+        while when the policy has not seen its PodTemplate yet (a release installed a moment ago)."""
+        give_up = time.monotonic() + ADMISSION_WAIT_SECONDS
+        fresh = False
+        while True:
+            manifest = self.job_manifest(spec)
+            try:
+                return self.kube.request("POST", self._jobs, self._access("create", "jobs.batch"), body=manifest)
+            except AdmissionDenied as exc:
+                message = str(exc)
+                if not fresh:
+                    self._template, fresh = None, True
+                    continue
+                if "no params found" in message and time.monotonic() < give_up:
+                    time.sleep(1.0)
+                    continue
+                raise RunnerError(
+                    f"the admission policy of the chart release {self.env.release!r} refused the Job of task "
+                    f"{spec.task_id}: {message}. The Job was made from the PodTemplate {self.env.pod_template!r} "
+                    "as it is now; if the release was installed or upgraded just now, retry in a few seconds, "
+                    "else ask its operator to check the release."
+                ) from None
+
     def spawn(self, spec: TaskSpec) -> TaskHandle:
-        manifest = self.job_manifest(spec)
-        name = manifest["metadata"]["name"]
+        name = naming.job_name(spec.task_id, spec.base_branch)
         try:
-            job = self.kube.request("POST", self._jobs, self._access("create", "jobs.batch"), body=manifest)
+            job = self._create_job(spec)
             return self._handle(job, created=True)
         except AlreadyExists:
             pass
