@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="the task text (default: the task's line in CONTEXT_DIR/tasks.md)",
     )
     p.add_argument("--repo", help="clone URL (default: the origin remote)")
+    p.add_argument("--ssh-secret", metavar="NAME",
+                   help="git Secret of the environment (chart git.secrets) the pod's git containers use")
     p.add_argument("--base-branch", "--branch", dest="base_branch", help="feature branch (default: current)")
     p.add_argument("--timeout-minutes", type=int)
     p.add_argument("--model")
@@ -119,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-parallel", type=int, default=5)
     p.add_argument("--dry-run", action="store_true", help="print the plan; spawn nothing")
     p.add_argument("--repo")
+    p.add_argument("--ssh-secret", metavar="NAME", help="git Secret of the environment (chart git.secrets)")
     p.add_argument("--timeout-minutes", type=int)
     p.add_argument("--model")
 
@@ -335,6 +338,7 @@ def _spawn_request(service: RunnerService, args: argparse.Namespace) -> SpawnTas
             agent=args.agent,
             feature_dir=_repo_path(service, args.context_dir),
             context_files=[_repo_path(service, f) for f in args.context_files],
+            ssh_secret=args.ssh_secret,
         ),
     )
 
@@ -418,6 +422,7 @@ def run(
                     repo=args.repo,
                     timeout_minutes=args.timeout_minutes,
                     model=args.model,
+                    ssh_secret=args.ssh_secret,
                 ),
             )
             _print(service.spawn_async(request), args.output, out, _plan)

@@ -9,6 +9,7 @@ second copy of them.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -27,6 +28,8 @@ class ChartDefaults:
     agent: str
     author_name: str
     author_email: str
+    repo_hosts: str = "[]"
+    """`git.hosts` as the JSON `mcp_server.repohosts.parse_rules` reads."""
 
 
 def _get(values: dict[str, Any], path: str) -> Any:
@@ -53,4 +56,6 @@ def chart_defaults() -> ChartDefaults:
         agent=str(_get(values, "opencode.agent")),
         author_name=str(_get(values, "git.author.name")),
         author_email=str(_get(values, "git.author.email")),
+        repo_hosts=json.dumps([{"host": h["host"], "insecure": bool(h.get("insecure", False))}
+                               for h in _get(values, "git.hosts")]),
     )

@@ -46,6 +46,10 @@ class BadRequest(Exception):
     """400 from the API server (e.g. a log of a container that has not started)."""
 
 
+class AdmissionDenied(Exception):
+    """An admission policy refused the request (its message says which and why)."""
+
+
 class AlreadyExists(Exception):
     """409 from the API server on create."""
 
@@ -228,6 +232,8 @@ class KubeClient:
             raise Gone(message)
         if status == 409 and access.verb == "create":
             raise AlreadyExists(message)
+        if status in (403, 422) and "ValidatingAdmissionPolicy" in message:
+            raise AdmissionDenied(message)
         if status == 403:
             self._passing_denial(access)
             match = _USER_RE.search(message)

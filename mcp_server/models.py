@@ -71,6 +71,11 @@ NameField = Annotated[
     Field(json_schema_extra={"pattern": r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$"}),
     _checked(naming.validate_name),
 ]
+SecretNameField = Annotated[
+    str,
+    Field(json_schema_extra={"pattern": r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", "maxLength": 253}),
+    _checked(naming.validate_secret_name),
+]
 EnvironmentField = Annotated[
     str,
     Field(json_schema_extra={"pattern": r"^[a-z][a-z0-9-]{0,19}$"}),
@@ -113,9 +118,11 @@ class TaskSpec(TaskContext):
     title: str | None = None
     """The task's line (its Job's description annotation) when `description` is a longer prompt,
     such as the delegation prompt spec-kit wrote for it."""
+    ssh_secret: str | None = None
+    """The git Secret the git containers mount (one the environment lists); None: its default."""
 
     def context(self) -> TaskContext:
-        return TaskContext.model_validate(self.model_dump(exclude={"timeout_minutes", "title"}))
+        return TaskContext.model_validate(self.model_dump(exclude={"timeout_minutes", "title", "ssh_secret"}))
 
     @property
     def summary(self) -> str:
@@ -488,6 +495,12 @@ class SpawnTaskRequest(_Model):
         description="Repository paths whose content goes into the agent's prompt (text files, "
         "64 KiB each, 160 KiB in all).",
     )
+    ssh_secret: SecretNameField | None = Field(
+        None,
+        description="The git Secret (e.g. a deploy key of this repository) the pod's git containers use; "
+        "one of the environment's (the chart's git.secrets). Default: the environment's git Secret. The "
+        "agent never sees it.",
+    )
 
 
 class SpawnAsyncRequest(_Model):
@@ -514,6 +527,12 @@ class SpawnAsyncRequest(_Model):
     )
     model: NameField | None = Field(
         None, description="OpenCode model for every task. Default: the environment's."
+    )
+    ssh_secret: SecretNameField | None = Field(
+        None,
+        description="The git Secret (e.g. a deploy key of this repository) the pod's git containers use; "
+        "one of the environment's (the chart's git.secrets). Default: the environment's git Secret. The "
+        "agent never sees it.",
     )
 
 

@@ -28,6 +28,7 @@ ANNOTATION_TASK_BRANCH = f"{DOMAIN}/task-branch"
 ANNOTATION_DESCRIPTION = f"{DOMAIN}/description"
 ANNOTATION_TASK_CONTEXT = f"{DOMAIN}/task-context"
 ANNOTATION_FEATURE_DIR = f"{DOMAIN}/feature-dir"
+ANNOTATION_SSH_SECRET = f"{DOMAIN}/ssh-secret"
 
 # Task defaults the chart puts on its PodTemplate object.
 TEMPLATE_ACTIVE_DEADLINE = f"{DOMAIN}/active-deadline-seconds"
@@ -35,6 +36,9 @@ TEMPLATE_TTL_AFTER_FINISHED = f"{DOMAIN}/ttl-seconds-after-finished"
 TEMPLATE_BACKOFF_LIMIT = f"{DOMAIN}/backoff-limit"
 TEMPLATE_BRANCH_PATTERN = f"{DOMAIN}/branch-pattern"
 TEMPLATE_DEFAULT_BASE_BRANCH = f"{DOMAIN}/default-base-branch"
+TEMPLATE_REPO_HOSTS = f"{DOMAIN}/repo-hosts"  # mcp_server.repohosts.ANNOTATION
+TEMPLATE_GIT_SECRETS = f"{DOMAIN}/git-secrets"
+GIT_CREDENTIALS_VOLUME = "git-credentials"
 
 AGENT_CONTAINER = "agent"
 RESULT_MARKER = "AGENTIC_RESULT: "
@@ -60,10 +64,13 @@ REPO_ALLOWED = (
 NAME_ALLOWED = (
     "1 to 128 letters, digits and '.', '_', '-', '/', ':', '@', '+', starting with a letter or digit"
 )
+SECRET_NAME_ALLOWED = "the name of a Kubernetes Secret: lowercase letters, digits, '-' and '.', at most 253"
 ENVIRONMENT_ALLOWED = "a lowercase name of letters, digits and '-' (for example dev, stg, prod)"
 
 _TASK_ID_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]*[A-Za-z0-9])?")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}")
+_SECRET_NAME_RE = re.compile(r"[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?")
+_REMOTE_HELPER_RE = re.compile(r"[A-Za-z0-9+.-]*::")
 _ENVIRONMENT_RE = re.compile(r"[a-z][a-z0-9-]{0,19}")
 _BRANCH_CHAR_RE = re.compile(r"[A-Za-z0-9/._+-]+")
 _SCP_LIKE_RE = re.compile(r"(?P<user>[A-Za-z0-9._-]+@)?(?P<host>[A-Za-z0-9.-]+):(?P<path>[^/].*)")
@@ -113,6 +120,8 @@ def validate_repo_url(value: str, field: str = "repo") -> str:
         raise InvalidInput(field, "it is empty", REPO_ALLOWED)
     if len(value) > REPO_MAX or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value):
         raise InvalidInput(field, "it is not a clone URL", REPO_ALLOWED)
+    if _REMOTE_HELPER_RE.match(value):
+        raise InvalidInput(field, "it names a git remote helper (such as ext:: or fd::)", REPO_ALLOWED)
     if "://" in value:
         try:
             parts = urlsplit(value)
@@ -141,6 +150,12 @@ def validate_name(value: str, field: str) -> str:
     """A model or agent name such as `anthropic/claude-sonnet-4-5` or `build`."""
     if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
         raise InvalidInput(field, "it is not a valid name", NAME_ALLOWED)
+    return value
+
+
+def validate_secret_name(value: str, field: str = "ssh_secret") -> str:
+    if not isinstance(value, str) or not _SECRET_NAME_RE.fullmatch(value):
+        raise InvalidInput(field, "it is not a Secret name", SECRET_NAME_ALLOWED)
     return value
 
 

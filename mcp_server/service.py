@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from mcp_server import feature, feature_docs, naming, repo, speckit
+from mcp_server import feature, feature_docs, naming, repo, repohosts, speckit
 from mcp_server.async_state import AsyncState, delegation_prompt
 from mcp_server.backends.base import Backend
 from mcp_server.config import EnvironmentSettings, Settings
@@ -75,6 +75,30 @@ def default_backend_factory(environment: EnvironmentSettings, settings: Settings
     return LocalBackend(environment, settings)  # type: ignore[no-any-return,unused-ignore]
 
 
+def _check_repo(backend: Backend, url: str) -> None:
+    """Refuse a repo the environment's host rules do not allow (before anything is created)."""
+    rules = backend.repo_hosts()
+    if rules is None:
+        return
+    try:
+        repohosts.check_repo_url(url, rules, cluster=backend.name == "kubernetes")
+    except repohosts.RepoURLError as exc:
+        raise InvalidInput(exc.field, exc.problem, exc.allowed) from None
+
+
+def _check_ssh_secret(backend: Backend, name: str | None) -> None:
+    """Refuse a git Secret the environment does not list (before anything is created)."""
+    if name is None:
+        return
+    allowed = backend.git_secrets()
+    if name not in allowed:
+        listed = (f"one of {', '.join(allowed)}" if allowed else
+                  "none: this environment lists no git Secret a task may select (chart values git.secrets, "
+                  "with git.auth ssh)")
+        raise InvalidInput("ssh_secret", f"the git Secret {name} is not one environment "
+                           f"{backend.environment!r} lists", listed)
+
+
 class RunnerService:
     def __init__(
         self,
@@ -127,7 +151,10 @@ class RunnerService:
         feature_dir: str | None,
         context_files: list[ContextFile],
         title: str | None = None,
+        ssh_secret: str | None = None,
     ) -> TaskSpec:
+        _check_repo(backend, repo_url)
+        _check_ssh_secret(backend, ssh_secret)
         branch = naming.render_branch(backend.branch_pattern(), base_branch, task_id)
         spec = TaskSpec(
             task_id=task_id,
@@ -142,6 +169,7 @@ class RunnerService:
             feature_dir=feature_dir,
             context_files=context_files,
             timeout_minutes=timeout_minutes,
+            ssh_secret=ssh_secret,
         )
         size = len(spec.context().model_dump_json().encode("utf-8"))
         if size > CONTEXT_JSON_MAX_BYTES:
@@ -225,6 +253,7 @@ class RunnerService:
             agent=req.agent,
             feature_dir=feature_dir,
             context_files=context_files,
+            ssh_secret=req.ssh_secret,
         )
         handle = backend.spawn(spec)
         if feature_path is not None:
@@ -260,6 +289,8 @@ class RunnerService:
         repo_url = req.repo or self.repository.origin_url()
         feature_rel = self.files.relative(feature_dir)
         backend = self.backend(env.name)
+        _check_repo(backend, repo_url)  # before the backend is read: a refusal touches nothing
+        _check_ssh_secret(backend, req.ssh_secret)
         base = self._base_branch(req.base_branch, backend)
         meta = TasksMeta(feature_dir)
         state = AsyncState(feature_dir)
@@ -283,6 +314,7 @@ class RunnerService:
                 agent=None,
                 feature_dir=feature_rel,
                 context_files=self._feature_docs(feature_dir, description, []),
+                ssh_secret=req.ssh_secret,
             )
 
         handles: list[TaskHandle] = []

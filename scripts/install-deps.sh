@@ -22,6 +22,10 @@ declare -A NEED=(
   [/usr/sbin/sshd]=openssh-server
   [ssh-keygen]=openssh-client
   [npm]=npm
+  # the LLM proxy tests run the agent image's nginx on the host too
+  [/usr/sbin/nginx]=nginx
+  # the local backend's sandbox for the agent (mcp_server/backends/local_sandbox.py)
+  [bwrap]=bubblewrap
 )
 
 missing=()

@@ -10,12 +10,13 @@
 # Variables: ENVIRONMENT (dev|stg|prod), NAMESPACE, RELEASE_NAME (the chart release whose PodTemplate
 # is used), SSH_SECRET_NAME. Options win over variables.
 #
-# The git credentials are the chart release's (git.existingSecret or its ExternalSecret): a task cannot
-# pick another Secret. --ssh-secret / SSH_SECRET_NAME are accepted for compatibility and only reported.
+# --ssh-secret NAME / SSH_SECRET_NAME: the git Secret (e.g. a deploy key of this repository) the pod's git
+# containers use, one of the release's git.secrets; another name is refused before anything is created.
+# Default: the release's git Secret. The agent's container never sees it.
 set -euo pipefail
 
 usage() {
-  sed -n '2,14s/^# \{0,1\}//p' "$0" >&2
+  sed -n '2,15s/^# \{0,1\}//p' "$0" >&2
   exit "${1:-2}"
 }
 
@@ -58,10 +59,6 @@ fi
 
 [[ -n "$namespace" ]] && export AGENTIC_NAMESPACE="$namespace"
 [[ -n "${RELEASE_NAME:-}" ]] && export AGENTIC_RELEASE="$RELEASE_NAME"
-if [[ -n "$ssh_secret" ]]; then
-  echo "spawn-pod.sh: note: --ssh-secret/SSH_SECRET_NAME ($ssh_secret) is not used per task;" \
-    "the git Secret of the chart release is mounted (set git.existingSecret in its values)." >&2
-fi
 
 runner="${AGENTIC_RUNNER:-agentic-runner}"
 args=(spawn "$task_id")
@@ -69,4 +66,5 @@ args=(spawn "$task_id")
 args+=(--base-branch "$branch" --repo "$repo")
 [[ -n "$context_dir" ]] && args+=(--context-dir "$context_dir")
 [[ -n "$environment" ]] && args+=(--env "$environment")
+[[ -n "$ssh_secret" ]] && args+=(--ssh-secret "$ssh_secret")
 exec "$runner" "${args[@]}"

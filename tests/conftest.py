@@ -80,3 +80,22 @@ def namespace(request: pytest.FixtureRequest, admin_api: client.ApiClient) -> It
     except ApiException as exc:
         if exc.status != 404:
             raise
+    _delete_admission_of(admin_api, name)
+
+
+def _delete_admission_of(api: client.ApiClient, namespace: str) -> None:
+    """The chart's cluster-scoped admission policy and binding of a release in `namespace` (helm
+    releases in test namespaces are not uninstalled: the namespace goes, these would stay)."""
+    admission = client.AdmissionregistrationV1Api(api)
+    suffix = f".{namespace}.jobs.agentic-sdlc.dev"
+    for lister, deleter in (
+        (admission.list_validating_admission_policy_binding, admission.delete_validating_admission_policy_binding),
+        (admission.list_validating_admission_policy, admission.delete_validating_admission_policy),
+    ):
+        for item in lister().items:
+            if item.metadata.name.endswith(suffix):
+                try:
+                    deleter(item.metadata.name)
+                except ApiException as exc:
+                    if exc.status != 404:
+                        raise

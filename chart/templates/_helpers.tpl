@@ -38,6 +38,11 @@ longest suffix ("-task-runner", 12) still makes a valid 63-character name.
 {{- printf "%s-agent" (include "agent-runner.fullname" .) }}
 {{- end }}
 
+{{/* The cluster-scoped admission policy and binding: unique per release and namespace. */}}
+{{- define "agent-runner.admissionName" -}}
+{{- printf "%s.%s.jobs.agentic-sdlc.dev" (include "agent-runner.fullname" .) (include "agent-runner.namespace" .) }}
+{{- end }}
+
 {{- define "agent-runner.configMapName" -}}
 {{- printf "%s-config" (include "agent-runner.fullname" .) }}
 {{- end }}
@@ -85,6 +90,102 @@ ttlSecondsAfterFinished of task Jobs from the clean-up policy; empty for `keep`.
 {{- else if eq $c.policy "keepFor" }}
 {{- mul $c.keepForHours 3600 | int64 }}
 {{- end }}
+{{- end }}
+
+{{/* The repo host rules as JSON (mcp_server/repohosts.py reads it). */}}
+{{- define "agent-runner.repoHosts" -}}
+{{- $rules := list }}
+{{- range .Values.git.hosts }}
+{{- $rules = append $rules (dict "host" (lower .host) "insecure" (default false .insecure)) }}
+{{- end }}
+{{- toJson $rules }}
+{{- end }}
+
+{{/* The git Secrets a task may select: the default, then git.secrets; comma-separated. */}}
+{{- define "agent-runner.gitSecrets" -}}
+{{- prepend .Values.git.secrets (include "agent-runner.gitSecretName" .) | uniq | join "," }}
+{{- end }}
+
+{{/* The providers the LLM proxy serves, for its launcher: [{index, name, header, valuePrefix, secretKey}]. */}}
+{{- define "agent-runner.llmProviders" -}}
+{{- $out := list }}
+{{- range $i, $p := .Values.llmProxy.providers }}
+{{- $out = append $out (dict "index" $i "name" $p.name "header" $p.header "valuePrefix" (default "" $p.valuePrefix) "secretKey" $p.secretKey) }}
+{{- end }}
+{{- toJson $out }}
+{{- end }}
+
+{{/* OpenCode's provider base URLs through the proxy, for the runner: {"<name>": "http://127.0.0.1:<port>/<name>"}. */}}
+{{- define "agent-runner.llmProxyBaseURLs" -}}
+{{- $out := dict }}
+{{- range .Values.llmProxy.providers }}
+{{- $_ := set $out .name (printf "http://127.0.0.1:%d/%s" (int $.Values.llmProxy.port) .name) }}
+{{- end }}
+{{- toJson $out }}
+{{- end }}
+
+{{/* A container's securityContext (Pod Security restricted) as the given user and group. */}}
+{{- define "agent-runner.containerSecurity" -}}
+runAsNonRoot: true
+runAsUser: {{ . }}
+runAsGroup: {{ . }}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/*
+git-clone and git-push: the agent image's runner as user 1001 with the git credential. Ends in its
+volumeMounts list, so that the caller appends the container's own mounts.
+*/}}
+{{- define "agent-runner.gitContainer" -}}
+{{- $ := .root -}}
+{{- /* git-clone reports a failure (a failed result) in its termination message, as the agent does. */ -}}
+image: {{ include "agent-runner.image" $ | quote }}
+imagePullPolicy: {{ $.Values.image.pullPolicy }}
+command: ["/usr/bin/tini", "--", "/opt/agentic-runner/bin/python", "-m", "mcp_server.runner", {{ .command | quote }}]
+securityContext:
+  {{- include "agent-runner.containerSecurity" 1001 | nindent 2 }}
+envFrom:
+  - configMapRef:
+      name: {{ include "agent-runner.configMapName" $ }}
+env:
+  - name: AGENTIC_TASK_CONTEXT_FILE
+    value: /etc/agentic-sdlc/task/context.json
+  - name: AGENTIC_WORKSPACE
+    value: /workspace
+  - name: AGENTIC_PUSH_QUEUE
+    value: /run/agentic/push
+  {{- if eq .command "git-clone" }}
+  - name: AGENTIC_RESULT_FILE
+    value: /dev/termination-log
+  {{- end }}
+  {{- if ne $.Values.git.auth "none" }}
+  - name: AGENTIC_GIT_AUTH_DIR
+    value: /etc/agentic-sdlc/git
+  {{- end }}
+  - name: HOME
+    value: /tmp
+  - name: TMPDIR
+    value: /tmp
+{{- with $.Values.sidecarResources }}
+resources:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+volumeMounts:
+  - name: task-context
+    mountPath: /etc/agentic-sdlc/task
+    readOnly: true
+  - name: git-tmp
+    mountPath: /tmp
+  {{- if ne $.Values.git.auth "none" }}
+  - name: git-credentials
+    mountPath: /etc/agentic-sdlc/git
+    readOnly: true
+  {{- end }}
 {{- end }}
 
 {{/* Labels ------------------------------------------------------------------------------------ */}}
@@ -141,6 +242,22 @@ azure.workload.identity/use: "true"
 {{- end }}
 {{- if and (ne $wi.provider "none") (not $v.serviceAccount.create) }}
 {{- fail (printf "serviceAccount.workloadIdentity.provider is %s but serviceAccount.create is false: the chart can only annotate a ServiceAccount it creates" $wi.provider) }}
+{{- end }}
+{{- if and $v.git.secrets (ne $v.git.auth "ssh") }}
+{{- fail (printf "git.secrets is set but git.auth is %s: tasks select one of these Secrets as their ssh key (ssh_secret); set git.auth=ssh, or clear git.secrets" $v.git.auth) }}
+{{- end }}
+{{- $names := dict }}
+{{- range $v.llmProxy.providers }}
+{{- if hasKey $names .name }}
+{{- fail (printf "llmProxy.providers: the provider name %s is listed twice; each OpenCode provider id once" .name) }}
+{{- end }}
+{{- $_ := set $names .name true }}
+{{- if and (hasPrefix "http://" .upstream) (not .insecure) }}
+{{- fail (printf "llmProxy.providers[%s].upstream is plain http://: the key would travel unencrypted; use https://, or set insecure: true (tests only)" .name) }}
+{{- end }}
+{{- end }}
+{{- if and $v.llmProxy.providers (not (include "agent-runner.llmSecretName" $)) }}
+{{- fail "llmProxy.providers are set but there is no LLM Secret: set externalSecrets.llm (or existingSecret.llm with externalSecrets.enabled=false) with the keys the providers' secretKey name" }}
 {{- end }}
 {{- if $v.externalSecrets.enabled }}
 {{- if or $v.existingSecret.git $v.existingSecret.llm }}

@@ -7,12 +7,15 @@ subchart notes helm does not print) show the same text through .Subcharts. */}}
 Created:
   - PodTemplate {{ include "agent-runner.podTemplateName" . }}: the agent pod's shape; every task's Job is built from it
     (image {{ include "agent-runner.image" . }}, timeout {{ .Values.task.timeoutSeconds }}s, clean-up {{ .Values.task.cleanup.policy }}, backoffLimit {{ .Values.task.backoffLimit }})
-  - ConfigMap {{ include "agent-runner.configMapName" . }}: the runner's non-secret defaults
+    (containers: git-clone and git-push, user 1001, hold the git Secret; llm-proxy, user 1002, holds the LLM keys; agent, user 1000, holds no credential)
+  - ConfigMap {{ include "agent-runner.configMapName" . }}: the runner's non-secret defaults; ConfigMap {{ include "agent-runner.fullname" . }}-llm-proxy: the LLM proxy's nginx.conf (providers:{{ range .Values.llmProxy.providers }} {{ .name }}{{ else }} none{{ end }})
 {{- if .Values.serviceAccount.create }}
   - ServiceAccount {{ include "agent-runner.serviceAccountName" . }}: the agents' identity (no API rights, no token; workload identity: {{ .Values.serviceAccount.workloadIdentity.provider }})
 {{- end }}
 {{- if .Values.rbac.create }}
   - Role {{ include "agent-runner.roleName" . }}{{ if .Values.rbac.subjects }} and its RoleBinding for:{{ range .Values.rbac.subjects }} {{ .kind }}/{{ .name }}{{ end }}{{ else }} (no RoleBinding: rbac.subjects is empty, so nobody can run tasks yet){{ end }}
+    It may: create/get/list/watch/delete Jobs, get/list/watch pods and events, read pod logs and PodTemplates, in {{ $ns }} only.
+    It may not: read Secrets or ConfigMaps, exec/attach/port-forward into pods, create pods, change the PodTemplate, act outside {{ $ns }}.
 {{- end }}
 {{- if .Values.externalSecrets.enabled }}
 {{- if ne .Values.git.auth "none" }}
@@ -27,8 +30,15 @@ Created:
 {{- if .Values.networkPolicy.enabled }}
   - NetworkPolicy {{ include "agent-runner.fullname" . }}-agent-egress (agent egress: DNS + {{ len .Values.networkPolicy.egress }} destination(s))
 {{- end }}
+{{- if .Values.admission.enabled }}
+  - ValidatingAdmissionPolicy and binding {{ include "agent-runner.admissionName" . }}: a Job in {{ $ns }} is admitted only in the PodTemplate's shape (git Secret one of: {{ include "agent-runner.gitSecrets" . | default "none" }})
+{{- end }}
 {{- if .Values.resourceQuota.enabled }}
   - ResourceQuota {{ include "agent-runner.fullname" . }}-agents (at most {{ .Values.resourceQuota.maxPods }} pods at once)
+{{- end }}
+{{- if not .Values.admission.enabled }}
+
+WARNING: admission.enabled is false: whoever may create Jobs in {{ $ns }} (the Role's subjects) can mount this release's Secrets into a Job of their own and read them.
 {{- end }}
 {{- if .Values.namespace.create }}
   - Namespace {{ $ns }} (Pod Security enforce={{ .Values.namespace.podSecurity.enforce }})

@@ -13,6 +13,10 @@ Contract of each method:
 - `branch_pattern()`: the pattern of task branch names, e.g. `agentic/{base_branch}/{task_id}`.
 - `default_base_branch()`: the base branch to use when a task names none and the repository the
   server runs in is on no branch (the chart's `task.baseBranch`), or None.
+- `repo_hosts()`: the repo host rules spawn checks a task's repo against (`mcp_server.repohosts`),
+  or None where the developer's own machine does the git work (the local backend).
+- `git_secrets()`: the git Secrets a task may select (`spec.ssh_secret`), the default first; empty
+  when the environment has none to choose from.
 - `spawn(spec)`: start the task. Idempotent: if the task (same `task_id` on the same
   `base_branch`) exists already, return its handle with `created=False` and start nothing, also when
   several identical calls race. `spec.task_branch` is already rendered and validated.
@@ -53,6 +57,7 @@ from mcp_server.models import (
     TaskSpec,
     TaskStatus,
 )
+from mcp_server.repohosts import HostRule
 
 T = TypeVar("T")
 
@@ -78,6 +83,10 @@ class Backend(LogSource, Protocol):
     def branch_pattern(self) -> str: ...
 
     def default_base_branch(self) -> str | None: ...
+
+    def repo_hosts(self) -> tuple[HostRule, ...] | None: ...
+
+    def git_secrets(self) -> tuple[str, ...]: ...
 
     def spawn(self, spec: TaskSpec) -> TaskHandle: ...
 

@@ -19,14 +19,23 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from mcp_server import naming
+from mcp_server import naming, repohosts
 from mcp_server.backends.base import CONTINUE_ALLOWED, TaskPage, cleanup_choice, pick_one
 from mcp_server.backends.final_result import FinalResult
 from mcp_server.config import EnvironmentSettings, Settings
 from mcp_server.defaults import chart_defaults
 from mcp_server.errors import Conflict, InvalidInput, RunnerError, TaskNotFound
 from mcp_server.jobstatus import derive_status, newest, pod_started, pod_terminated
-from mcp_server.kube import Access, AlreadyExists, BadRequest, Gone, KubeClient, NotFound, load_api_client
+from mcp_server.kube import (
+    Access,
+    AdmissionDenied,
+    AlreadyExists,
+    BadRequest,
+    Gone,
+    KubeClient,
+    NotFound,
+    load_api_client,
+)
 from mcp_server.logs.follow import Followers, StreamGone
 from mcp_server.logs.positions import parse_timestamped, since_time
 from mcp_server.logs.relay import LogStream, StreamRead, TaskStreams
@@ -42,6 +51,7 @@ from mcp_server.models import (
     TaskSpec,
     TaskStatus,
 )
+from mcp_server.repohosts import HostRule
 
 LOG_LIMIT_BYTES = 4 * 1024 * 1024
 TEMPLATE_CACHE_SECONDS = 30.0
@@ -49,6 +59,9 @@ LOG_LIMIT_LINES = 5000
 FOLLOW_CHUNK_BYTES = 64 * 1024
 FOLLOW_TIMEOUT = (5.0, 60.0)
 """(connect, read) seconds of a follow stream: one silent for a minute is opened again."""
+ADMISSION_WAIT_SECONDS = 20.0
+"""How long spawn retries while the chart's admission policy has not seen its PodTemplate yet (a
+release installed a moment ago)."""
 
 Obj = dict[str, Any]
 
@@ -120,6 +133,20 @@ class KubernetesBackend:
     def default_base_branch(self) -> str | None:
         return self._template_defaults().get(naming.TEMPLATE_DEFAULT_BASE_BRANCH) or None
 
+    def repo_hosts(self) -> tuple[HostRule, ...]:
+        """The chart's `git.hosts` (annotation agentic-sdlc.dev/repo-hosts; an older chart without it:
+        the defaults of the chart this package carries)."""
+        text = self._template_defaults().get(naming.TEMPLATE_REPO_HOSTS) or chart_defaults().repo_hosts
+        try:
+            return repohosts.parse_rules(text, source=f"annotation {naming.TEMPLATE_REPO_HOSTS}")
+        except repohosts.RepoURLError as exc:
+            raise RunnerError(f"the PodTemplate {self.env.pod_template!r} has a bad {exc.field}: {exc.problem}. "
+                              "Fix the chart values (git.hosts).") from None
+
+    def git_secrets(self) -> tuple[str, ...]:
+        text = self._template_defaults().get(naming.TEMPLATE_GIT_SECRETS) or ""
+        return tuple(name for name in text.split(",") if name)
+
     def _int_default(self, key: str) -> int | None:
         value = self._template_defaults().get(key)
         if value in (None, ""):
@@ -153,6 +180,8 @@ class KubernetesBackend:
         context = spec.context()
         if deadline:
             context.deadline = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=deadline)
+        if spec.ssh_secret is not None:
+            _select_git_secret(pod, spec.ssh_secret, self.env.pod_template)
         meta = pod.setdefault("metadata", {})
         meta.pop("creationTimestamp", None)
         meta["labels"] = {**(meta.get("labels") or {}), **labels}
@@ -182,6 +211,7 @@ class KubernetesBackend:
                     naming.ANNOTATION_TASK_BRANCH: spec.task_branch,
                     naming.ANNOTATION_DESCRIPTION: spec.summary,
                     **({naming.ANNOTATION_FEATURE_DIR: spec.feature_dir} if spec.feature_dir else {}),
+                    **({naming.ANNOTATION_SSH_SECRET: spec.ssh_secret} if spec.ssh_secret else {}),
                 },
             },
             "spec": job_spec,
@@ -201,11 +231,35 @@ class KubernetesBackend:
             backend="kubernetes",
         )
 
+    def _create_job(self, spec: TaskSpec) -> Obj:
+        """POST the task's Job. Refused by the chart's admission policy: once more with the PodTemplate
+        read afresh (a `helm upgrade` may have changed the shape since it was cached), and for a
+        while when the policy has not seen its PodTemplate yet (a release installed a moment ago)."""
+        give_up = time.monotonic() + ADMISSION_WAIT_SECONDS
+        fresh = False
+        while True:
+            manifest = self.job_manifest(spec)
+            try:
+                return self.kube.request("POST", self._jobs, self._access("create", "jobs.batch"), body=manifest)
+            except AdmissionDenied as exc:
+                message = str(exc)
+                if not fresh:
+                    self._template, fresh = None, True
+                    continue
+                if "no params found" in message and time.monotonic() < give_up:
+                    time.sleep(1.0)
+                    continue
+                raise RunnerError(
+                    f"the admission policy of the chart release {self.env.release!r} refused the Job of task "
+                    f"{spec.task_id}: {message}. The Job was made from the PodTemplate {self.env.pod_template!r} "
+                    "as it is now; if the release was installed or upgraded just now, retry in a few seconds, "
+                    "else ask its operator to check the release."
+                ) from None
+
     def spawn(self, spec: TaskSpec) -> TaskHandle:
-        manifest = self.job_manifest(spec)
-        name = manifest["metadata"]["name"]
+        name = naming.job_name(spec.task_id, spec.base_branch)
         try:
-            job = self.kube.request("POST", self._jobs, self._access("create", "jobs.batch"), body=manifest)
+            job = self._create_job(spec)
             return self._handle(job, created=True)
         except AlreadyExists:
             pass
@@ -503,6 +557,17 @@ class FollowBody:
 
 _EPOCH = "1970-01-01T00:00:00Z"
 """The creation time of a pod that has none (never, from an API server): nothing is left out."""
+
+
+def _select_git_secret(pod: Obj, secret: str, template: str) -> None:
+    """The task's git Secret in the `git-credentials` volume (the only pod field a task may choose;
+    the chart's admission policy admits only the Secrets its PodTemplate lists)."""
+    for volume in (pod.get("spec") or {}).get("volumes") or []:
+        if volume.get("name") == naming.GIT_CREDENTIALS_VOLUME and isinstance(volume.get("secret"), dict):
+            volume["secret"]["secretName"] = secret
+            return
+    raise RunnerError(f"the PodTemplate {template!r} has no {naming.GIT_CREDENTIALS_VOLUME} secret volume "
+                      "(git.auth none?): a task cannot select a git Secret there. Fix the chart values.")
 
 
 def _reported(result: TaskResult | None) -> str:

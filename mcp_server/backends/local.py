@@ -84,6 +84,12 @@ class LocalBackend:
     def default_base_branch(self) -> str | None:
         return None  # a local task always runs in a repository: its current branch is the default
 
+    def repo_hosts(self) -> None:
+        return None  # the developer's own machine and git credentials do the git work
+
+    def git_secrets(self) -> tuple[str, ...]:
+        return ()  # no Secrets here: the local backend pushes with the developer's own credentials
+
     # -- spawn -----------------------------------------------------------------------------------
 
     def spawn(self, spec: TaskSpec) -> TaskHandle:

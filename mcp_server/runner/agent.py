@@ -14,20 +14,28 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mcp_server.errors import ConfigError
 from mcp_server.runner.gitrepo import GIT_ONLY_ENV
 from mcp_server.runner.output import Output
 
-# Always on: no self-update, no sharing, no downloads of language servers, no title model call.
+# Always on: no self-update, no sharing, no downloads of language servers, no title model call, and
+# no project config: the cloned repository's opencode.json / .opencode/ (plugins, MCP servers,
+# providers, agents, commands) is the agent's input, never its configuration.
 FORCED_ENV = {
     "OPENCODE_DISABLE_AUTOUPDATE": "1",
     "OPENCODE_DISABLE_SHARE": "1",
     "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
+    "OPENCODE_DISABLE_PROJECT_CONFIG": "1",
 }
+LLM_PROXY_ENV = "AGENTIC_LLM_PROXY"
+"""`{"<OpenCode provider id>": "http://127.0.0.1:<port>/<id>"}`: the pod's LLM proxy (the chart's llmProxy)."""
+PROXY_API_KEY = "agentic-llm-proxy"
+"""What OpenCode sends as its key: the proxy replaces it with the real one, which the agent never has."""
 # Defaults an operator may override through the pod's env.
 DEFAULT_ENV = {"OPENCODE_DISABLE_MODELS_FETCH": "1"}
 FORCED_CONFIG: dict[str, Any] = {
@@ -76,10 +84,40 @@ def opencode_env(environ: Mapping[str, str], checkout: Path,
         except json.JSONDecodeError:
             inline = {}
     base = inline if isinstance(inline, dict) else {}
-    config = deep_merge(deep_merge(base, operator_config), FORCED_CONFIG)
+    config = deep_merge(deep_merge(deep_merge(base, operator_config), FORCED_CONFIG),
+                        proxy_config(llm_proxy(environ)))
     env["OPENCODE_CONFIG_CONTENT"] = json.dumps(config)
     env["PWD"] = str(checkout)  # OpenCode resolves relative paths against $PWD, not the process cwd
     return env
+
+
+def llm_proxy(environ: Mapping[str, str]) -> dict[str, str]:
+    """The providers the pod's LLM proxy serves (AGENTIC_LLM_PROXY), by OpenCode provider id."""
+    raw = environ.get(LLM_PROXY_ENV, "").strip()
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and v.startswith(("http://127.0.0.1:", "http://[::1]:"))
+            for k, v in value.items()):
+        raise ConfigError(f"invalid {LLM_PROXY_ENV}: it is not a JSON object of provider ids and proxy URLs on "
+                          '127.0.0.1; allowed: e.g. {"anthropic": "http://127.0.0.1:8787/anthropic"} (the chart '
+                          "renders it from llmProxy)")
+    return value
+
+
+def proxy_config(proxied: Mapping[str, str]) -> dict[str, Any]:
+    """OpenCode pinned to the proxy: each proxied provider's base URL is the proxy's and its key a
+    placeholder, and only those providers are enabled."""
+    if not proxied:
+        return {}
+    return {
+        "provider": {name: {"options": {"baseURL": url, "apiKey": PROXY_API_KEY}} for name, url in proxied.items()},
+        "enabled_providers": sorted(proxied),
+    }
 
 
 def opencode_command(binary: str, checkout: Path, model: str | None, agent: str | None) -> list[str]:
@@ -95,7 +133,9 @@ class AgentRun:
     """One OpenCode process. `run()` blocks until it ends; `stop()` (any thread, or a signal
     handler) ends it: SIGTERM to its process group, SIGKILL after STOP_WAIT_SECONDS."""
 
-    def __init__(self, command: list[str], env: Mapping[str, str], cwd: Path, out: Output) -> None:
+    def __init__(self, command: list[str], env: Mapping[str, str], cwd: Path, out: Output,
+                 on_event: Callable[[str], None] | None = None) -> None:
+        self._on_event = on_event
         self._command = command
         self._env = dict(env)
         self._cwd = cwd
@@ -146,6 +186,8 @@ class AgentRun:
                 summary = part["text"].strip()
             elif kind == "error":
                 error = _error_message(event.get("error"))
+            if self._on_event is not None and isinstance(kind, str):
+                self._on_event(kind)  # the runner's checkpoints (at the end of each agent step)
         exit_code = proc.wait()
         stderr_thread.join(timeout=5)
         stopped = self._stopped.is_set()

@@ -4,8 +4,9 @@ Credentials reach git only through its environment, never a URL or an argument:
 - `ssh`: the key from the mounted secret is copied to a private 0600 file; `GIT_SSH_COMMAND` uses
   it with strict host-key checking against the known_hosts file (from the secret or
   `AGENTIC_GIT_KNOWN_HOSTS`) and never asks or learns a host key.
-- `token`: a credential helper (through `GIT_CONFIG_*` variables) prints `AGENTIC_GIT_USERNAME` and
-  `AGENTIC_GIT_TOKEN` from git's environment when asked.
+- `token`: a credential helper (through `GIT_CONFIG_*` variables, under `credential.<scheme>://<host>`
+  only) prints `AGENTIC_GIT_USERNAME` and `AGENTIC_GIT_TOKEN` from git's environment when asked for
+  exactly the repository's protocol and host, and nothing for any other.
 - `none`: nothing (workload identity, a public repository, a local path).
 """
 
@@ -25,13 +26,17 @@ from pathlib import Path
 from typing import Literal
 
 from mcp_server.errors import ConfigError
+from mcp_server.repohosts import ParsedRepo
+from mcp_server.runner.gitconfig import config_env, credential_host, repo_config
 from mcp_server.runner.redact import Redactor
 from mcp_server.runner.settings import Settings
 
 SSH_KEY_NAME = "ssh-privatekey"
 NO_PUSH_URL = "agent-must-not-push--the-runner-pushes-the-task-branch"
 TOKEN_HELPER = (
-    '!f() { test "$1" = get || exit 0; '
+    '!f() { test "$1" = get || exit 0; p=; h=; '
+    'while IFS= read -r l; do case "$l" in protocol=*) p="${l#protocol=}";; host=*) h="${l#host=}";; esac; done; '
+    'test "$p" = "$AGENTIC_GIT_PROTOCOL" && test "$h" = "$AGENTIC_GIT_HOST" || exit 0; '
     'echo "username=${AGENTIC_GIT_USERNAME:-x-access-token}"; echo "password=${AGENTIC_GIT_TOKEN}"; }; f'
 )
 # Variables that configure git for the runner's own git calls and must not reach the agent.
@@ -52,20 +57,19 @@ class GitAuth:
             self.private_dir = None
 
 
-def prepare_auth(settings: Settings) -> GitAuth:
-    """Credentials for git per AGENTIC_GIT_AUTH; ConfigError names what is missing."""
+def prepare_auth(settings: Settings, repo: ParsedRepo) -> GitAuth:
+    """Credentials for git per AGENTIC_GIT_AUTH, for the repository `repo` only, with the git side's
+    hardened config (gitconfig.repo_config); ConfigError names what is missing."""
     if settings.git_auth == "none":
-        return GitAuth()
+        return GitAuth(env=config_env(repo_config(repo)))
     if settings.git_auth == "token":
         token = settings.git_token or ""
         env = {
-            "GIT_CONFIG_COUNT": "2",
-            "GIT_CONFIG_KEY_0": "credential.helper",
-            "GIT_CONFIG_VALUE_0": "",
-            "GIT_CONFIG_KEY_1": "credential.helper",
-            "GIT_CONFIG_VALUE_1": TOKEN_HELPER,
+            **config_env(repo_config(repo, TOKEN_HELPER)),
             "AGENTIC_GIT_TOKEN": token,
             "AGENTIC_GIT_USERNAME": settings.git_username,
+            "AGENTIC_GIT_PROTOCOL": repo.scheme,
+            "AGENTIC_GIT_HOST": credential_host(repo),
         }
         return GitAuth(env=env, secrets=[token])
     key = settings.ssh_dir / SSH_KEY_NAME
@@ -98,7 +102,8 @@ def prepare_auth(settings: Settings) -> GitAuth:
             "-o", "GlobalKnownHostsFile=/dev/null", "-o", "ConnectTimeout=30",
         ]
     )
-    return GitAuth(env={"GIT_SSH_COMMAND": command}, secrets=[key_text], private_dir=private_dir)
+    env = {**config_env(repo_config(repo)), "GIT_SSH_COMMAND": command}
+    return GitAuth(env=env, secrets=[key_text], private_dir=private_dir)
 
 
 FailureKind = Literal["hostkey", "auth", "rejected", "non_fast_forward", "not_found", "network", "other"]
@@ -169,8 +174,9 @@ class Git:
 
     def __init__(self, cwd: Path, environ: Mapping[str, str], auth: GitAuth, redact: Redactor,
                  author: tuple[str, str]) -> None:
-        env = {k: v for k, v in environ.items() if k not in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE")
-               and not k.startswith("GIT_CONFIG_")}
+        env = {k: v for k, v in environ.items() if k not in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE",
+                                                             "GIT_CONFIG_PARAMETERS", "GIT_CONFIG_COUNT")
+               and not k.startswith(("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_"))}
         env.update(auth.env)
         env.update(
             {

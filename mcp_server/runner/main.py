@@ -1,5 +1,6 @@
 """`agentic-runner run-task` / `python -m mcp_server.runner`: run the task of this pod (or local
-process) and report its result. Configured by environment variables and the task context file
+process) and report its result. `python -m mcp_server.runner git-clone` and `... git-push` are the
+pod's git containers (`gitclone`, `gitpush`). Configured by environment variables and the task context file
 (docs/contracts.md); the options override the matching variables."""
 
 from __future__ import annotations
@@ -36,6 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["git-clone"]:
+        from mcp_server.runner.gitclone import main as clone_main
+
+        return clone_main(environ)
+    if args_list[:1] == ["git-push"]:
+        from mcp_server.runner.gitpush import main as push_main
+
+        return push_main(environ)
     if args_list[:1] == ["run-task"]:
         args_list = args_list[1:]
     args = build_parser().parse_args(args_list)

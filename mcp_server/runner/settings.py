@@ -22,6 +22,10 @@ DEFAULT_CONTEXT_FILE = "/etc/agentic-sdlc/task/context.json"
 DEFAULT_WORKSPACE = "/workspace"
 DEFAULT_RESULT_FILE = "/dev/termination-log"
 DEFAULT_SSH_DIR = "/etc/agentic-sdlc/git-ssh"
+DEFAULT_PUSH_QUEUE = "/run/agentic/push"
+DEFAULT_PROTECTED_PATHS: tuple[str, ...] = (".github/workflows/",)
+TOKEN_FILE = "token"
+USERNAME_FILE = "username"
 
 
 @dataclass(frozen=True)
@@ -45,10 +49,16 @@ class Settings:
     push_attempts: int
     worktree_repo: Path | None
     environ: Mapping[str, str] = field(repr=False)
+    push_queue: Path = Path(DEFAULT_PUSH_QUEUE)
+    protected_paths: tuple[str, ...] = DEFAULT_PROTECTED_PATHS
+    checkpoint_seconds: float = 120.0
+    repo_hosts_json: str | None = None
+    allow_local_repo: bool = False
+    git_token_value: str | None = field(default=None, repr=False)
 
     @property
     def git_token(self) -> str | None:
-        return self.environ.get("AGENTIC_GIT_TOKEN") or None
+        return self.git_token_value
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -63,12 +73,17 @@ class Settings:
             raise ConfigError(
                 f"invalid AGENTIC_GIT_AUTH: {auth!r} is not a git auth mode; allowed: ssh, token or none"
             )
-        if auth == "token" and not env.get("AGENTIC_GIT_TOKEN"):
+        # the git Secret's files: ssh-privatekey + known_hosts, or username + token
+        ssh_dir = Path(get("AGENTIC_GIT_AUTH_DIR", get("AGENTIC_GIT_SSH_DIR", DEFAULT_SSH_DIR)))
+        token = env.get("AGENTIC_GIT_TOKEN") or (_secret_file(ssh_dir / TOKEN_FILE) if auth == "token" else None)
+        if auth == "token" and not token:
             raise ConfigError(
                 "invalid AGENTIC_GIT_TOKEN: it is empty but AGENTIC_GIT_AUTH=token; allowed: the token "
-                "from the git Secret (secretKeyRef), or AGENTIC_GIT_AUTH=ssh/none"
+                f"from the git Secret (the file {ssh_dir / TOKEN_FILE}, or a secretKeyRef), or "
+                "AGENTIC_GIT_AUTH=ssh/none"
             )
-        ssh_dir = Path(get("AGENTIC_GIT_SSH_DIR", DEFAULT_SSH_DIR))
+        username = env.get("AGENTIC_GIT_USERNAME", "").strip() or (
+            _secret_file(ssh_dir / USERNAME_FILE) if auth == "token" else None) or "x-access-token"
 
         worktree_repo = env.get("AGENTIC_WORKTREE_REPO", "").strip()
         return cls(
@@ -78,7 +93,7 @@ class Settings:
             git_auth=auth,  # type: ignore[arg-type]
             ssh_dir=ssh_dir,
             known_hosts=Path(get("AGENTIC_GIT_KNOWN_HOSTS", str(ssh_dir / "known_hosts"))),
-            git_username=get("AGENTIC_GIT_USERNAME", "x-access-token"),
+            git_username=username,
             author_name=env.get("AGENTIC_GIT_AUTHOR_NAME", "").strip() or chart_defaults().author_name,
             author_email=env.get("AGENTIC_GIT_AUTHOR_EMAIL", "").strip() or chart_defaults().author_email,
             opencode_bin=get("AGENTIC_OPENCODE_BIN", "opencode"),
@@ -92,7 +107,38 @@ class Settings:
             push_attempts=_number(env, "AGENTIC_PUSH_ATTEMPTS", 4, int, minimum=1),
             worktree_repo=Path(worktree_repo) if worktree_repo else None,
             environ=env,
+            push_queue=Path(get("AGENTIC_PUSH_QUEUE", DEFAULT_PUSH_QUEUE)),
+            protected_paths=_path_list(env, "AGENTIC_PROTECTED_PATHS", DEFAULT_PROTECTED_PATHS),
+            checkpoint_seconds=_number(env, "AGENTIC_CHECKPOINT_SECONDS", 120.0, float, minimum=0),
+            repo_hosts_json=env.get("AGENTIC_REPO_HOSTS", "").strip() or None,
+            allow_local_repo=env.get("AGENTIC_ALLOW_LOCAL_REPO", "").strip() in ("1", "true"),
+            git_token_value=token or None,
         )
+
+
+def _secret_file(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+def _path_list(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """A JSON list of repository paths (a trailing `/` names a directory and all under it; `*`, `?`
+    and `[...]` are globs), or the default when unset."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() and not v.startswith("/")
+                                              for v in value):
+        raise ConfigError(f"invalid {name}: it is not a JSON list of repository paths; allowed: e.g. "
+                          '[".github/workflows/", "CODEOWNERS"] (relative paths; a trailing / for a '
+                          "directory; globs), or [] for none")
+    return tuple(v.strip() for v in value)
 
 
 def _json_object(env: Mapping[str, str], name: str) -> dict[str, Any]:

@@ -1,14 +1,29 @@
 """One task, start to finish: setup -> clone (or worktree) -> branch -> agent -> commit -> push -> done.
 
 Every step logs a JSON line with its phase. Once the checkout exists, the agent's work is committed
-(marked WIP when the task was stopped or the agent failed) and pushed to the task branch, never
-forced and never to another ref. Every way out ends in a `TaskResult`.
+(marked WIP when the task was stopped or the agent failed) and handed to the pusher (`pusher`) as a
+bundle through the push queue, which pushes it to the task branch, never forced and never to another
+ref. Every way out ends in a `TaskResult`.
+
+Where the checkout comes from and who pushes:
+- sidecar mode (a pod): `git-clone` left `<workspace>/.agentic/clone.json`; the runner holds no
+  credential and pushes through the queue at AGENTIC_PUSH_QUEUE, served by the `git-push` sidecar;
+- local backend: a worktree of the developer's repository (AGENTIC_WORKTREE_REPO); the supervisor
+  serves the queue when AGENTIC_PUSH_QUEUE is given, else the runner pushes in-process;
+- otherwise the runner clones by itself and runs the same pusher in-process.
+
+Checkpoints: at the end of an agent step, once AGENTIC_CHECKPOINT_SECONDS have passed since the last
+one, the work so far is committed (`WIP <task>: checkpoint`) and pushed, so a hard kill loses at most
+one interval.
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
+import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,14 +34,21 @@ from mcp_server.errors import ConfigError
 from mcp_server.runner import gitrepo, oom, reaper
 from mcp_server.runner.agent import AgentOutcome, AgentRun, opencode_command, opencode_env
 from mcp_server.runner.context import RunnerContext
+from mcp_server.runner.gitclone import adopt, clone_and_branch, load_clone
+from mcp_server.runner.gitconfig import CHECKOUT_HYGIENE, config_env
 from mcp_server.runner.gitrepo import Git, GitAuth, GitError
 from mcp_server.runner.output import Output
 from mcp_server.runner.prompt import render_prompt
+from mcp_server.runner.pushchannel import InProcessChannel, QueueChannel
+from mcp_server.runner.pusher import Pusher, PushTarget, check_target
+from mcp_server.runner.pushqueue import PushRequest, PushResponse
 from mcp_server.runner.result import ResultStatus, TaskResult
 from mcp_server.runner.settings import Settings
 from mcp_server.runner.stop import StopControl
 
 SUBJECT_MAX = 72
+PUSH_WAIT_SECONDS = 600.0
+PushChannel = QueueChannel | InProcessChannel
 
 
 @dataclass
@@ -48,12 +70,17 @@ class Progress:
     head_sha: str | None = None
     files: list[str] = field(default_factory=list)
     pushed: bool = False
+    pushed_sha: str | None = None
+    fallback_ref: str | None = None
+    checkpoints: int = 0
     errors: list[str] = field(default_factory=list)
     oom_error: str | None = None
 
 
 class TaskRunner:
     def __init__(self, settings: Settings, ctx: RunnerContext, out: Output, stop: StopControl) -> None:
+        self._checkpoint_due = threading.Event()
+        self._send_lock = threading.RLock()
         self.settings = settings
         self.ctx = ctx
         self.out = out
@@ -70,19 +97,32 @@ class TaskRunner:
                 environment=ctx.environment, git_auth=self.settings.git_auth,
                 deadline=ctx.deadline.isoformat() if ctx.deadline else None)
         auth = GitAuth()
+        channel: PushChannel | None = None
         reaper.become_subreaper()
         try:
-            auth = gitrepo.prepare_auth(self.settings)
-            out.set_redactor(out.redact.with_values(auth.secrets))
+            clone = load_clone(self.settings.workspace, ctx)
+            target = self._target() if clone is None else None
+            if target is not None:
+                auth = gitrepo.prepare_auth(self.settings, target.repo)
+                out.set_redactor(out.redact.with_values(auth.secrets))
             self._opencode_version()
-            self.progress.checkout = self._checkout(auth)
+            if clone is not None:
+                self.progress.checkout = self._from_clone(clone)
+            else:
+                self.progress.checkout = self._checkout(auth)
+            channel = self._channel(target, auth)
+            self._channel_in_use = channel
             if not self.stop.requested:
                 self.progress.outcome = self._agent(self.progress.checkout)
+            self._wait_for_checkpoint()
             self._commit(self.progress.checkout)
-            self._push(self.progress.checkout)
-        except (ConfigError, GitError, worktrees.WorktreeError) as exc:
+            self._push(self.progress.checkout, channel)
+        except (ConfigError, GitError, worktrees.WorktreeError, ValueError) as exc:
             self._fail(exc)
         finally:
+            self._wait_for_checkpoint()
+            if channel is not None:
+                channel.close()
             auth.close()
             if self.progress.checkout is not None and self.progress.checkout.cleanup is not None:
                 self._cleanup(self.progress.checkout.cleanup)
@@ -91,6 +131,25 @@ class TaskRunner:
                 + (", pushed" if result.pushed else ", not pushed"), status=result.status,
                 head_sha=result.head_sha, error=result.error, seconds=round(time.monotonic() - started, 1))
         return result
+
+    def _target(self) -> PushTarget:
+        s, ctx = self.settings, self.ctx
+        local = s.allow_local_repo or s.worktree_repo is not None
+        return check_target(ctx.repo, ctx.task_branch, ctx.base_branch, s.repo_hosts_json, cluster=not local)
+
+    def _channel(self, target: PushTarget | None, auth: GitAuth) -> PushChannel:
+        """The queue a pusher elsewhere serves (sidecar mode, or the local supervisor's), else a pusher
+        of the runner's own with the credentials it cloned with."""
+        s = self.settings
+        if target is None or "AGENTIC_PUSH_QUEUE" in s.environ:
+            if not s.push_queue.is_dir():
+                raise ConfigError(f"the push queue {s.push_queue} (AGENTIC_PUSH_QUEUE) is not a directory; in a pod "
+                                  "it is the push-queue emptyDir the git-push sidecar serves")
+            self.out.log("push", f"pushes go through the queue {s.push_queue}", queue=str(s.push_queue))
+            return QueueChannel(s.push_queue)
+        home = Path(tempfile.mkdtemp(prefix="agentic-pusher-"))
+        return InProcessChannel(Pusher(target, auth, home, s.environ, self.out.redact, s.protected_paths,
+                                       s.push_attempts, self.out.log))
 
     def _opencode_version(self) -> None:
         try:
@@ -113,25 +172,29 @@ class TaskRunner:
             raise ConfigError(f"the checkout directory {dest} in AGENTIC_WORKSPACE is not empty; the runner "
                               "clones into a fresh workspace (an emptyDir)")
         git = Git(s.workspace, s.environ, auth, out.redact, author)
-        out.log("clone", f"cloning {ctx.base_branch} of {ctx.repo}"
-                + (f" (depth {s.clone_depth})" if s.clone_depth else ""), dest=str(dest))
-        gitrepo.clone(git, ctx.repo, ctx.base_branch, dest, s.clone_depth, self.stop.event)
-        git = git.at(dest)
-        git.run("remote", "set-url", "--push", "origin", gitrepo.NO_PUSH_URL)
-        base_sha = git.run("rev-parse", "HEAD").strip()
-        out.log("clone", f"cloned {ctx.base_branch} at {base_sha[:12]}", base_sha=base_sha)
-        remote_sha = gitrepo.remote_branch_sha(git, "origin", ctx.task_branch, self.stop.event)
-        if remote_sha is not None:
-            ref = f"refs/remotes/origin/{ctx.task_branch}"
-            git.run("fetch", "--no-tags", "origin", f"+refs/heads/{ctx.task_branch}:{ref}",
-                    action=f"fetch of {ctx.task_branch}", cancel=self.stop.event)
-            git.run("switch", "--quiet", "--no-track", "-c", ctx.task_branch, ref)
-            out.log("branch", f"continuing the existing task branch {ctx.task_branch} at {remote_sha[:12]}",
-                    branch=ctx.task_branch)
-        else:
-            git.run("switch", "--quiet", "-c", ctx.task_branch)
-            out.log("branch", f"created {ctx.task_branch} at {base_sha[:12]}", branch=ctx.task_branch)
-        return Checkout(dest, git, base_sha, remote_sha)
+        _, base_sha, remote_sha = clone_and_branch(git, ctx, dest, s.clone_depth, out, self.stop.event)
+        return Checkout(dest, self._checkout_git(dest), base_sha, remote_sha)
+
+    def _checkout_git(self, path: Path) -> Git:
+        """git in the agent's checkout for the runner's own calls (commit, bundle): no credential, no
+        hooks, no fsmonitor."""
+        s = self.settings
+        return Git(path, s.environ, GitAuth(env=config_env(CHECKOUT_HYGIENE)), self.out.redact,
+                   (s.author_name, s.author_email))
+
+    def _from_clone(self, clone) -> Checkout:  # type: ignore[no-untyped-def]
+        """The checkout git-clone made: made this uid's own, no credential anywhere."""
+        ctx, out = self.ctx, self.out
+        adopt(clone.checkout)
+        git = self._checkout_git(clone.checkout)
+        head = gitrepo.head_sha(git)
+        branch = git.run("rev-parse", "--abbrev-ref", "HEAD").strip()
+        if branch != ctx.task_branch:
+            raise ConfigError(f"the checkout {clone.checkout} is on {branch!r}, not the task branch "
+                              f"{ctx.task_branch!r}")
+        out.log("clone", f"working in the checkout git-clone made: {clone.checkout}", checkout=str(clone.checkout))
+        out.log("branch", f"on {ctx.task_branch} at {str(head)[:12]}", branch=ctx.task_branch)
+        return Checkout(clone.checkout, git, clone.base_sha, clone.remote_task_sha)
 
     def _worktree(self, auth: GitAuth, repo: Path) -> Checkout:
         s, ctx, out = self.settings, self.ctx, self.out
@@ -144,12 +207,14 @@ class TaskRunner:
         base_sha = git.run("rev-parse", start).strip()
         out.log("clone", f"making a worktree of {repo} for {ctx.task_branch}", repo=str(repo))
         tree = worktrees.add(repo, ctx.base_branch, ctx.task_branch, ctx.task_id, base_sha)
-        git = git.at(tree.path)
-        checkout = Checkout(tree.path, git, base_sha, None, cleanup=lambda: worktrees.remove(repo, tree.path))
+        checkout = Checkout(tree.path, self._checkout_git(tree.path), base_sha, None,
+                            cleanup=lambda: worktrees.remove(repo, tree.path))
         self.progress.checkout = checkout  # removed at the end even if the next steps fail
         out.log("clone", f"worktree {tree.path} from {ctx.base_branch} at {base_sha[:12]}",
                 path=str(tree.path))
-        checkout.remote_task_sha = gitrepo.remote_branch_sha(git, ctx.repo, ctx.task_branch, self.stop.event)
+        if "AGENTIC_PUSH_QUEUE" not in s.environ:  # the supervisor's pusher knows the remote; the runner need not
+            checkout.remote_task_sha = gitrepo.remote_branch_sha(git.at(tree.path), ctx.repo, ctx.task_branch,
+                                                                 self.stop.event)
         verb = "continuing" if tree.head != base_sha else "created"
         out.log("branch", f"{verb} {ctx.task_branch} at {str(tree.head)[:12]}", branch=ctx.task_branch)
         return checkout
@@ -159,10 +224,12 @@ class TaskRunner:
         model = ctx.model or s.opencode_model
         agent = ctx.agent or s.opencode_agent
         command = opencode_command(s.opencode_bin, checkout.path, model, agent)
-        run = AgentRun(command, opencode_env(s.environ, checkout.path, s.opencode_config), checkout.path, out)
+        run = AgentRun(command, opencode_env(s.environ, checkout.path, s.opencode_config), checkout.path, out,
+                       on_event=lambda kind: self._maybe_checkpoint(checkout, kind))
         self.stop.on_stop(run.stop)
         out.log("agent", f"running OpenCode: model {model or '(OpenCode default)'}, agent {agent}",
                 model=model, agent=agent)
+        self._last_checkpoint = time.monotonic()
         cgroup = oom.own_memory_cgroup()
         kills_before = cgroup.oom_kills() if cgroup is not None else None
         outcome = run.run(render_prompt(ctx, checkout.path))
@@ -210,28 +277,114 @@ class TaskRunner:
         out.log("commit", f"{p.commits} commit(s) on {ctx.task_branch}, {len(p.files)} file(s) changed",
                 commits=p.commits, head_sha=p.head_sha)
 
-    def _push(self, checkout: Checkout) -> None:
+    # -- checkpoints -------------------------------------------------------------------------
+
+    _last_checkpoint: float = 0.0
+    _checkpoint_thread: threading.Thread | None = None
+    _channel_in_use: PushChannel | None = None
+
+    def _maybe_checkpoint(self, checkout: Checkout, kind: str) -> None:
+        """At the end of an agent step, once AGENTIC_CHECKPOINT_SECONDS have passed since the last
+        checkpoint: commit the work so far and push it, in the background, one at a time (a step that
+        ends while one is under way is taken up by it when it is done)."""
+        if kind != "step_finish" or self.stop.requested or self._channel_in_use is None:
+            return
+        if time.monotonic() - self._last_checkpoint < self.settings.checkpoint_seconds:
+            return
+        self._last_checkpoint = time.monotonic()
+        self._checkpoint_due.set()
+        if self._checkpoint_thread is None or not self._checkpoint_thread.is_alive():
+            thread = threading.Thread(target=self._checkpoints, args=(checkout, self._channel_in_use), daemon=True)
+            self._checkpoint_thread = thread
+            thread.start()
+
+    def _checkpoints(self, checkout: Checkout, channel: PushChannel) -> None:
+        while self._checkpoint_due.is_set() and not self.stop.requested:
+            self._checkpoint_due.clear()
+            try:
+                with self._send_lock:
+                    committed = gitrepo.commit_all(
+                        checkout.git, f"WIP {self.ctx.task_id}: checkpoint",
+                        f"Work in progress of task {self.ctx.task_id}, pushed at a checkpoint.")
+                if not committed:
+                    continue
+                self.out.log("commit", "checkpoint: committed the work so far")
+                response = self._send(checkout, channel, "checkpoint")
+            except (GitError, OSError) as exc:
+                self.out.log("push", f"checkpoint failed: {exc}", level="warning")
+                continue
+            if response is not None and response.pushed:
+                self.progress.checkpoints += 1
+                self.out.log("push", f"checkpoint pushed: {self.ctx.task_branch} at {response.sha[:12]}",
+                             sha=response.sha)
+            elif response is not None:
+                self.out.log("push", f"checkpoint not pushed: {response.error}", level="warning")
+
+    def _wait_for_checkpoint(self) -> None:
+        thread = self._checkpoint_thread
+        if thread is not None and thread.is_alive():
+            left = self._time_left()
+            thread.join(timeout=left if left is not None else PUSH_WAIT_SECONDS)
+
+    def _time_left(self) -> float | None:
+        if self.stop.at_monotonic is None:
+            return None
+        return max(1.0, self.stop.at_monotonic + self.settings.grace_seconds - 2 - time.monotonic())
+
+    # -- push --------------------------------------------------------------------------------
+
+    def _send(self, checkout: Checkout, channel: PushChannel, kind: str) -> PushResponse | None:
+        """Bundle HEAD (what the pusher does not have yet) into the queue and wait for the answer; None
+        when there is nothing new or no answer came in time."""
+        with self._send_lock:
+            git, p = checkout.git, self.progress
+            sha = gitrepo.head_sha(git)
+            known = [x for x in (checkout.base_sha, checkout.remote_task_sha, p.pushed_sha) if x]
+            if sha is None or sha in known:
+                return None
+            n = channel.queue.next_n()
+            bundle = channel.queue.bundle_path(n)
+            git.run("bundle", "create", "-q", str(bundle), "HEAD", *[f"^{x}" for x in dict.fromkeys(known)],
+                    action="bundle of the work")
+            with contextlib.suppress(OSError):
+                bundle.chmod(0o644)
+            left = self._time_left()
+            give_up_at = None if left is None else time.monotonic() + left
+            # a checkpoint stops waiting when the task stops (the final push then waits its turn)
+            cancel = self.stop.event if kind == "checkpoint" else None
+            response = channel.send(PushRequest(n, kind, sha),  # type: ignore[arg-type]
+                                    left if left is not None else PUSH_WAIT_SECONDS, cancel, give_up_at)
+            if response is not None and response.pushed and response.sha == sha:
+                p.pushed_sha = sha
+            return response
+
+    def _push(self, checkout: Checkout, channel: PushChannel) -> None:
         ctx, out, p = self.ctx, self.out, self.progress
         if p.commits == 0:
             out.log("push", "nothing to push: the task branch has no commits of its own")
             return
-        if p.head_sha is not None and p.head_sha == checkout.remote_task_sha:
+        if p.head_sha is not None and p.head_sha in (checkout.remote_task_sha, p.pushed_sha):
             out.log("push", f"{ctx.task_branch} is up to date on the remote")
             p.pushed = True
             return
-        give_up_at = None
-        if self.stop.at_monotonic is not None:
-            give_up_at = self.stop.at_monotonic + self.settings.grace_seconds - 2
         out.log("push", f"pushing {ctx.task_branch} ({p.head_sha and p.head_sha[:12]})")
-        gitrepo.push(checkout.git, ctx.repo, ctx.task_branch, self.settings.push_attempts, give_up_at,
-                     lambda msg: out.log("push", msg, level="warning"))
+        response = self._send(checkout, channel, "final")
+        if response is None:
+            raise PushFailed(f"push of {ctx.task_branch} failed: the pusher did not answer in time (is the git-push "
+                             "sidecar running?)")
+        if response.fallback_ref:
+            p.fallback_ref = response.fallback_ref
+        if not response.pushed or response.sha != p.head_sha:
+            why = response.error or "not pushed"
+            raise PushFailed(why if why.startswith("push of ") else f"push of {ctx.task_branch} failed: {why}")
         p.pushed = True
         out.log("push", f"pushed {ctx.task_branch}")
 
     # -- failure paths -----------------------------------------------------------------------
 
     def _fail(self, exc: Exception) -> None:
-        phase = "push" if isinstance(exc, GitError) and exc.action.startswith("push") else "done"
+        pushing = isinstance(exc, PushFailed) or (isinstance(exc, GitError) and exc.action.startswith("push"))
+        phase = "push" if pushing else "done"
         message = self.out.redact(str(exc))
         self.progress.errors.append(message)
         self.out.log(phase, message, level="error")
@@ -271,6 +424,10 @@ class TaskRunner:
             commits=p.commits, head_sha=p.head_sha, pushed=p.pushed, files_changed=p.files,
             summary=self.out.redact(summary), error=self.out.redact("; ".join(errors)) if errors else None,
         )
+
+
+class PushFailed(ConfigError):
+    """The pusher did not push the work; the message says why (refused paths, a moved branch, ...)."""
 
 
 def run_task(settings: Settings, ctx: RunnerContext, out: Output, stop: StopControl) -> TaskResult:

@@ -124,6 +124,7 @@ def runner_env(tmp_path: Path, opencode_bin: str, model: ScriptedModel) -> dict[
         "AGENTIC_OPENCODE_MODEL": model.model,
         "AGENTIC_OPENCODE_CONFIG": json.dumps(model.opencode_config()),
         "SCRIPTED_API_KEY": SCRIPTED_API_KEY,
+        "AGENTIC_LLM_ENV": "SCRIPTED_API_KEY",  # the agent gets this key and no other (local_env)
     }
 
 

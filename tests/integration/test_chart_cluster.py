@@ -176,6 +176,9 @@ def test_seed_command_installs_upgrades_and_uninstalls(helm: Helm, testenv: Test
     assert "STATUS: deployed" in install.stdout and "REVISION: 1" in install.stdout
     # NOTES.txt: what was created, and the Pod Security label that --create-namespace cannot set.
     assert f"PodTemplate {release}-agent" in install.stdout
+    assert (f"ValidatingAdmissionPolicy and binding {release}.{ns}.jobs.agentic-sdlc.dev: a Job in {ns} is "
+            "admitted only in the PodTemplate's shape") in install.stdout
+    assert "It may not: read Secrets or ConfigMaps, exec/attach/port-forward into pods" in install.stdout
     assert f"WARNING: namespace {ns} does not enforce Pod Security \"restricted\"" in install.stdout
     (label_command,) = [line.strip() for line in install.stdout.splitlines()
                         if line.strip().startswith("kubectl label namespace")]
@@ -217,6 +220,9 @@ def test_seed_command_installs_upgrades_and_uninstalls(helm: Helm, testenv: Test
     selector = f"app.kubernetes.io/instance={release}"
     left = testenv.kubectl("get", kinds, "-n", ns, "-l", selector, "-o", "name")
     assert left.stdout == ""
+    cluster_scoped = testenv.kubectl("get", "validatingadmissionpolicies,validatingadmissionpolicybindings",
+                                     "-l", selector, "-o", "name").stdout.split()
+    assert [name for name in cluster_scoped if f".{ns}.jobs.agentic-sdlc.dev" in name] == []
 
 
 def test_bad_values_install_nothing(helm: Helm, testenv: TestEnv, namespace: str) -> None:
@@ -355,7 +361,10 @@ def test_agent_pod_is_admitted_under_pod_security_restricted(helm: Helm, admin_a
         pod = pod_from_template(template, "agent-t001", TASK_CONTEXT)
         created = core.create_namespaced_pod(agents, pod)
         assert created.metadata.name == "agent-t001"
-        assert created.spec.volumes[-1].secret.default_mode == 0o400
+        secrets = {v.name: v.secret.secret_name for v in created.spec.volumes if v.secret is not None}
+        assert secrets == {"git-credentials": "team-git", "llm-credentials": "team-llm"}
+        assert [(c.name, c.security_context.run_as_user) for c in created.spec.init_containers + created.spec.containers
+                ] == [("git-clone", 1001), ("git-push", 1001), ("llm-proxy", 1002), ("agent", 1000)]
         assert created.metadata.annotations["agentic-sdlc.dev/task-context"].startswith('{"task_id": "T001"')
 
         loose = pod_from_template(template, "agent-loose", TASK_CONTEXT)

@@ -6,6 +6,7 @@ in sync with chart/."""
 from __future__ import annotations
 
 import hashlib
+import json
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,18 @@ SCHEMA_REFUSALS = [
     (["image.pullPolicy=Sometimes"],
      "- at '/image/pullPolicy': value must be one of 'Always', 'IfNotPresent', 'Never'"),
     (["runtimeClassName=gVisor_Sandbox"], "- at '/runtimeClassName': 'gVisor_Sandbox' does not match pattern"),
+    (["git.hosts[0].host=github.com/org"], "- at '/git/hosts/0/host': 'github.com/org' does not match pattern"),
+    (["git.hosts[0].insecure=true"], "- at '/git/hosts/0': missing property 'host'"),
+    (["git.secrets[0]=Deploy_Key"], "- at '/git/secrets/0': 'Deploy_Key' does not match pattern"),
+    (["task.protectedPaths[0]=/etc"], "- at '/task/protectedPaths/0': '/etc' does not match pattern"),
+    (["task.checkpoints.intervalSeconds=-1"], "- at '/task/checkpoints/intervalSeconds': minimum: got -1, want 0"),
+    (["terminationGracePeriodSeconds=5"], "- at '/terminationGracePeriodSeconds': minimum: got 5, want 15"),
+    (["llmProxy.providers[0].name=anthropic"], "- at '/llmProxy/providers/0': missing properties 'upstream'"),
+    (["llmProxy.providers[0].name=a", "llmProxy.providers[0].upstream=ftp://x/",
+      "llmProxy.providers[0].header=x-api-key", "llmProxy.providers[0].secretKey=K"],
+     "- at '/llmProxy/providers/0/upstream': 'ftp://x/' does not match pattern"),
+    (["llmProxy.port=80"], "- at '/llmProxy/port': minimum: got 80, want 1,024"),
+    (["admission.enabled=no"], "- at '/admission/enabled': got string, want boolean"),
 ]
 
 
@@ -158,6 +171,18 @@ GUARDS = [
      "serviceAccount.workloadIdentity.provider is eks: set serviceAccount.workloadIdentity.eks.roleArn"),
     ({"serviceAccount": {"workloadIdentity": {"provider": "azure"}}},
      "serviceAccount.workloadIdentity.provider is azure: set serviceAccount.workloadIdentity.azure.clientId"),
+    ({"git": {"auth": "token", "secrets": ["deploy-a"]}, "externalSecrets": {"enabled": False},
+      "existingSecret": {"git": "team-git"}},
+     "git.secrets is set but git.auth is token: tasks select one of these Secrets as their ssh key"),
+    ({"llmProxy": {"providers": [{"name": "local", "upstream": "http://10.0.0.1:8080/v1", "header": "x-api-key",
+                                  "secretKey": "K"}]}, "externalSecrets": {"llm": LLM[:1], **STORE}},
+     "llmProxy.providers[local].upstream is plain http://: the key would travel unencrypted"),
+    ({"llmProxy": {"providers": [{"name": "a", "upstream": "https://a.example/v1", "header": "x-api-key",
+                                  "secretKey": "K"}] * 2}, "externalSecrets": {"llm": LLM[:1], **STORE}},
+     "llmProxy.providers: the provider name a is listed twice"),
+    ({"llmProxy": {"providers": [{"name": "a", "upstream": "https://a.example/v1", "header": "x-api-key",
+                                  "secretKey": "K"}]}},
+     "llmProxy.providers are set but there is no LLM Secret"),
     ({"serviceAccount": {"create": False, "workloadIdentity": {"provider": "eks", "eks": {
         "roleArn": "arn:aws:iam::123456789012:role/agent"}}}},
      "serviceAccount.workloadIdentity.provider is eks but serviceAccount.create is false"),
@@ -174,13 +199,16 @@ def test_guards_refuse_incomplete_combinations(helm: Helm, values: dict[str, Any
 
 # -- each release ----------------------------------------------------------------------------------
 
+ADMISSION = ["ValidatingAdmissionPolicy/{r}.{ns}.jobs.agentic-sdlc.dev",
+             "ValidatingAdmissionPolicyBinding/{r}.{ns}.jobs.agentic-sdlc.dev"]
 EXPECTED_OBJECTS = {
     "dev": ["ResourceQuota/{r}-agents", "ServiceAccount/{r}-agent", "ConfigMap/{r}-config",
-            "Role/{r}-task-runner", "RoleBinding/{r}-task-runner", "ExternalSecret/{r}-git",
-            "ExternalSecret/{r}-llm", "PodTemplate/{r}-agent"],
+            "ConfigMap/{r}-llm-proxy", "Role/{r}-task-runner", "RoleBinding/{r}-task-runner",
+            "ExternalSecret/{r}-git", "ExternalSecret/{r}-llm", "PodTemplate/{r}-agent", *ADMISSION],
     "stg": ["NetworkPolicy/{r}-agent-egress", "ResourceQuota/{r}-agents", "ServiceAccount/{r}-agent",
-            "ConfigMap/{r}-config", "Role/{r}-task-runner", "RoleBinding/{r}-task-runner",
-            "ExternalSecret/{r}-git", "ExternalSecret/{r}-llm", "PodTemplate/{r}-agent"],
+            "ConfigMap/{r}-config", "ConfigMap/{r}-llm-proxy", "Role/{r}-task-runner",
+            "RoleBinding/{r}-task-runner", "ExternalSecret/{r}-git", "ExternalSecret/{r}-llm",
+            "PodTemplate/{r}-agent", *ADMISSION],
 }
 EXPECTED_OBJECTS["prod"] = EXPECTED_OBJECTS["stg"]
 
@@ -192,9 +220,10 @@ def test_release_renders_its_objects(helm: Helm, env: str, capsys: pytest.Captur
     with capsys.disabled():
         print(f"\n[chart] release {release_name(env)} (namespace {release_namespace(env)}) renders "
               f"{len(objects)} objects:\n  " + "\n  ".join(objects))
-    assert objects == [o.format(r=release_name(env)) for o in EXPECTED_OBJECTS[env]]
+    assert objects == [o.format(r=release_name(env), ns=release_namespace(env)) for o in EXPECTED_OBJECTS[env]]
     for doc in docs:
-        assert doc["metadata"]["namespace"] == release_namespace(env), doc["metadata"]["name"]
+        if not doc["kind"].startswith("ValidatingAdmissionPolicy"):  # cluster-scoped
+            assert doc["metadata"]["namespace"] == release_namespace(env), doc["metadata"]["name"]
         labels = doc["metadata"]["labels"]
         assert labels["app.kubernetes.io/instance"] == release_name(env)
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
@@ -225,7 +254,22 @@ def test_release_argocd_application(env: str) -> None:
 # -- the agent PodTemplate ---------------------------------------------------------------------------
 
 
-def test_podtemplate_is_the_whole_restricted_agent_pod(helm: Helm) -> None:
+def security(uid: int) -> dict[str, Any]:
+    return {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid, "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def containers(docs: list[Doc]) -> dict[str, Doc]:
+    spec = podtemplate(docs)["template"]["spec"]
+    return {c["name"]: c for c in spec.get("initContainers", []) + spec["containers"]}
+
+
+def mounts(container: Doc) -> dict[str, str]:
+    return {m["name"]: m["mountPath"] for m in container.get("volumeMounts", [])}
+
+
+def test_podtemplate_is_the_whole_restricted_four_container_pod(helm: Helm) -> None:
     docs = render_chart(helm, {**credentials("ssh", "eso"), "podAnnotations": {"a": "1"},
                                "podLabels": {"team": "x"}})
     pt = podtemplate(docs)
@@ -239,48 +283,121 @@ def test_podtemplate_is_the_whole_restricted_agent_pod(helm: Helm) -> None:
     assert spec["restartPolicy"] == "Never"
     assert spec["serviceAccountName"] == "t-agentic-sdlc-agent-runner-agent"
     assert spec["automountServiceAccountToken"] is False
-    assert spec["securityContext"] == {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000,
-                                       "fsGroup": 1000, "seccompProfile": {"type": "RuntimeDefault"}}
-    c = agent_container(docs)
-    assert c["name"] == "agent"
-    assert c["securityContext"] == {
-        "runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"}}
-    assert c["terminationMessagePolicy"] == "FallbackToLogsOnError"
-    assert c["envFrom"] == [{"configMapRef": {"name": "t-agentic-sdlc-agent-runner-config"}},
-                            {"secretRef": {"name": "t-agentic-sdlc-agent-runner-llm"}}]
-    env = {e["name"]: e for e in c["env"]}
-    assert env["AGENTIC_TASK_CONTEXT_FILE"]["value"] == "/etc/agentic-sdlc/task/context.json"
-    assert env["AGENTIC_GIT_SSH_DIR"]["value"] == "/etc/agentic-sdlc/git-ssh"
-    assert env["HOME"]["value"] == "/home/agent"
-    mounts = {m["name"]: m for m in c["volumeMounts"]}
-    assert {n: m["mountPath"] for n, m in mounts.items()} == {
-        "task-context": "/etc/agentic-sdlc/task", "workspace": "/workspace", "home": "/home/agent",
-        "tmp": "/tmp", "git-ssh": "/etc/agentic-sdlc/git-ssh"}
+    assert "shareProcessNamespace" not in spec
+    # No fsGroup: it would be a group of every container, the agent's too.
+    assert spec["securityContext"] == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    # git-clone (init), git-push and llm-proxy (native sidecars), then the agent.
+    assert [(c["name"], c.get("restartPolicy")) for c in spec["initContainers"]] == [
+        ("git-clone", None), ("git-push", "Always"), ("llm-proxy", "Always")]
+    by_name = containers(docs)
+    assert {n: c["securityContext"] for n, c in by_name.items()} == {
+        "git-clone": security(1001), "git-push": security(1001), "llm-proxy": security(1002),
+        "agent": security(1000)}
+    runner = ["/usr/bin/tini", "--", "/opt/agentic-runner/bin/python", "-m"]
+    assert by_name["git-clone"]["command"] == [*runner, "mcp_server.runner", "git-clone"]
+    assert by_name["git-push"]["command"] == [*runner, "mcp_server.runner", "git-push"]
+    assert by_name["llm-proxy"]["command"] == [*runner, "mcp_server.runner.llmproxy"]
+    assert "command" not in by_name["agent"]  # the image's entrypoint: the runner
+    assert {c["image"] for c in by_name.values()} == {"ghcr.io/agentic-sdlc/agentic-sdlc-agent-runner:" + __version__}
+
+    # Who sees what: the git credential only in the git containers, the LLM keys only in the proxy.
+    assert {n: mounts(c) for n, c in by_name.items()} == {
+        "git-clone": {"task-context": "/etc/agentic-sdlc/task", "git-tmp": "/tmp",
+                      "git-credentials": "/etc/agentic-sdlc/git", "workspace": "/workspace"},
+        "git-push": {"task-context": "/etc/agentic-sdlc/task", "git-tmp": "/tmp",
+                     "git-credentials": "/etc/agentic-sdlc/git", "push-queue": "/run/agentic/push"},
+        "llm-proxy": {"llm-proxy-config": "/etc/agentic-sdlc/llm-proxy", "llm-credentials": "/etc/agentic-sdlc/llm",
+                      "llm-proxy-tmp": "/tmp"},
+        "agent": {"task-context": "/etc/agentic-sdlc/task", "workspace": "/workspace",
+                  "push-queue": "/run/agentic/push", "home": "/home/agent", "tmp": "/tmp"},
+    }
+    agent = by_name["agent"]
+    assert agent["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert agent["envFrom"] == [{"configMapRef": {"name": "t-agentic-sdlc-agent-runner-config"}}]
+    assert all("valueFrom" not in e for e in agent["env"]), agent["env"]
+    env = {e["name"]: e["value"] for e in agent["env"]}
+    assert env == {"AGENTIC_TASK_CONTEXT_FILE": "/etc/agentic-sdlc/task/context.json",
+                   "AGENTIC_WORKSPACE": "/workspace", "AGENTIC_RESULT_FILE": "/dev/termination-log",
+                   "AGENTIC_PUSH_QUEUE": "/run/agentic/push", "HOME": "/home/agent", "TMPDIR": "/tmp"}
+    git_env = {e["name"]: e["value"] for e in by_name["git-push"]["env"]}
+    assert git_env == {"AGENTIC_TASK_CONTEXT_FILE": "/etc/agentic-sdlc/task/context.json",
+                       "AGENTIC_WORKSPACE": "/workspace", "AGENTIC_PUSH_QUEUE": "/run/agentic/push",
+                       "AGENTIC_GIT_AUTH_DIR": "/etc/agentic-sdlc/git", "HOME": "/tmp", "TMPDIR": "/tmp"}
+    clone_env = {e["name"]: e["value"] for e in by_name["git-clone"]["env"]}
+    assert clone_env == {**git_env, "AGENTIC_RESULT_FILE": "/dev/termination-log"}
+    assert "envFrom" not in by_name["llm-proxy"]
+
     volumes = {v["name"]: v for v in spec["volumes"]}
     assert volumes["task-context"]["downwardAPI"]["items"] == [{
         "path": "context.json",
         "fieldRef": {"fieldPath": "metadata.annotations['agentic-sdlc.dev/task-context']"}}]
-    assert volumes["git-ssh"]["secret"] == {
-        "secretName": "t-agentic-sdlc-agent-runner-git", "defaultMode": 0o400,
+    assert volumes["git-credentials"]["secret"] == {
+        "secretName": "t-agentic-sdlc-agent-runner-git", "defaultMode": 0o444,
         "items": [{"key": "ssh-privatekey", "path": "ssh-privatekey"},
                   {"key": "known_hosts", "path": "known_hosts"}]}
-    for name in ("workspace", "home", "tmp"):
-        assert "sizeLimit" in volumes[name]["emptyDir"]
+    assert volumes["llm-credentials"]["secret"] == {"secretName": "t-agentic-sdlc-agent-runner-llm",
+                                                   "defaultMode": 0o444}
+    assert volumes["llm-proxy-config"]["configMap"] == {"name": "t-agentic-sdlc-agent-runner-llm-proxy"}
+    for name in ("workspace", "push-queue", "home", "tmp", "git-tmp", "llm-proxy-tmp"):
+        assert "sizeLimit" in volumes[name]["emptyDir"], name
+    assert [v for v in spec["volumes"] if "secret" in v or "projected" in v] == [
+        volumes["git-credentials"], volumes["llm-credentials"]]
 
 
-def test_token_auth_reaches_the_agent_only_through_secret_key_refs(helm: Helm) -> None:
+def test_token_auth_reaches_only_the_git_containers_as_files(helm: Helm) -> None:
     docs = render_chart(helm, credentials("token", "existing"))
-    c = agent_container(docs)
-    env = {e["name"]: e for e in c["env"]}
-    assert env["AGENTIC_GIT_USERNAME"] == {"name": "AGENTIC_GIT_USERNAME", "valueFrom": {
-        "secretKeyRef": {"name": "team-git", "key": "username"}}}
-    assert env["AGENTIC_GIT_TOKEN"] == {"name": "AGENTIC_GIT_TOKEN", "valueFrom": {
-        "secretKeyRef": {"name": "team-git", "key": "token"}}}
-    assert {"secretRef": {"name": "team-llm"}} in c["envFrom"]
-    assert "git-ssh" not in {v["name"] for v in podtemplate(docs)["template"]["spec"]["volumes"]}
+    by_name = containers(docs)
+    for c in by_name.values():
+        assert all("valueFrom" not in e for e in c.get("env", [])), c["name"]
+        assert [e for e in c.get("envFrom", []) if "secretRef" in e] == [], c["name"]
+    assert [n for n, c in by_name.items() if "git-credentials" in mounts(c)] == ["git-clone", "git-push"]
+    assert [n for n, c in by_name.items() if "llm-credentials" in mounts(c)] == ["llm-proxy"]
+    volumes = {v["name"]: v for v in podtemplate(docs)["template"]["spec"]["volumes"]}
+    assert volumes["git-credentials"]["secret"]["secretName"] == "team-git"
+    assert volumes["git-credentials"]["secret"]["items"] == [{"key": "username", "path": "username"},
+                                                            {"key": "token", "path": "token"}]
+    assert volumes["llm-credentials"]["secret"]["secretName"] == "team-llm"
     assert [d for d in docs if d["kind"] == "ExternalSecret"] == []
+
+
+def test_without_git_auth_no_container_mounts_a_git_secret(helm: Helm) -> None:
+    docs = render_chart(helm, credentials("none", "existing"))
+    assert [n for n, c in containers(docs).items() if "git-credentials" in mounts(c)] == []
+    assert "git-credentials" not in {v["name"] for v in podtemplate(docs)["template"]["spec"]["volumes"]}
+    assert "agentic-sdlc.dev/git-secrets" not in podtemplate(docs)["metadata"]["annotations"]
+
+
+def test_ssh_secrets_a_task_may_select_are_listed_for_the_server_and_the_admission(helm: Helm) -> None:
+    docs = render_chart(helm, {**credentials("ssh", "existing"), "git": {"auth": "ssh", "secrets": [
+        "deploy-key-a", "deploy-key-b", "team-git"]}})
+    assert podtemplate(docs)["metadata"]["annotations"]["agentic-sdlc.dev/git-secrets"] == (
+        "team-git,deploy-key-a,deploy-key-b")
+
+
+PROVIDERS = [
+    {"name": "anthropic", "upstream": "https://api.anthropic.com/v1", "header": "x-api-key",
+     "secretKey": "ANTHROPIC_API_KEY"},
+    {"name": "openai", "upstream": "https://api.openai.com/v1", "header": "Authorization",
+     "valuePrefix": "Bearer ", "secretKey": "OPENAI_API_KEY"},
+]
+
+
+def test_llm_proxy_config_names_the_providers_and_holds_no_key(helm: Helm) -> None:
+    docs = render_chart(helm, {**credentials("none", "eso"), "llmProxy": {"port": 8787, "providers": PROVIDERS}})
+    proxy = find(docs, "ConfigMap", "t-agentic-sdlc-agent-runner-llm-proxy")["data"]
+    assert json.loads(proxy["providers.json"]) == [
+        {"index": 0, "name": "anthropic", "header": "x-api-key", "valuePrefix": "", "secretKey": "ANTHROPIC_API_KEY"},
+        {"index": 1, "name": "openai", "header": "Authorization", "valuePrefix": "Bearer ",
+         "secretKey": "OPENAI_API_KEY"}]
+    conf = proxy["nginx.conf"]
+    assert "listen 127.0.0.1:8787;" in conf
+    assert "location /anthropic/ {\n      proxy_pass https://api.anthropic.com/v1/;" in conf
+    assert "proxy_set_header x-api-key $llm_key_0;" in conf and "proxy_set_header Authorization $llm_key_1;" in conf
+    assert "proxy_ssl_name api.anthropic.com;" in conf and "proxy_ssl_verify on;" in conf
+    assert "return 403" in conf
+    runner = find(docs, "ConfigMap", "t-agentic-sdlc-agent-runner-config")["data"]
+    assert json.loads(runner["AGENTIC_LLM_PROXY"]) == {"anthropic": "http://127.0.0.1:8787/anthropic",
+                                                       "openai": "http://127.0.0.1:8787/openai"}
 
 
 @pytest.mark.parametrize(("cleanup", "ttl"), [
@@ -299,18 +416,26 @@ def test_task_defaults_are_podtemplate_annotations_for_the_server_and_configmap_
         "agentic-sdlc.dev/backoff-limit": "1",
         "agentic-sdlc.dev/branch-pattern": "agent/{task_id}",
         "agentic-sdlc.dev/default-base-branch": "develop",
+        "agentic-sdlc.dev/repo-hosts": '[{"host":"github.com","insecure":false},{"host":"gitlab.com",'
+                                       '"insecure":false},{"host":"bitbucket.org","insecure":false}]',
     }
     if ttl is not None:
         expected["agentic-sdlc.dev/ttl-seconds-after-finished"] = ttl
     assert annotations == expected
     # ... and the runner exactly these variables; nothing travels through a channel nobody reads.
-    data = find(docs, "ConfigMap")["data"]
+    data = find(docs, "ConfigMap", "t-agentic-sdlc-agent-runner-config")["data"]
     assert data == {
         "AGENTIC_GIT_AUTH": "none",
         "AGENTIC_GIT_AUTHOR_NAME": "Agentic SDLC Agent",
         "AGENTIC_GIT_AUTHOR_EMAIL": "agent@agentic-sdlc.local",
         "AGENTIC_OPENCODE_MODEL": "anthropic/claude-sonnet-4-5",
         "AGENTIC_OPENCODE_AGENT": "plan",
+        "AGENTIC_REPO_HOSTS": '[{"host":"github.com","insecure":false},{"host":"gitlab.com","insecure":false},'
+                              '{"host":"bitbucket.org","insecure":false}]',
+        "AGENTIC_PROTECTED_PATHS": '[".github/workflows/"]',
+        "AGENTIC_CHECKPOINT_SECONDS": "120",
+        "AGENTIC_GRACE_SECONDS": "25",
+        "AGENTIC_LLM_PROXY": "{}",
     }
 
 
@@ -321,11 +446,13 @@ def test_defaults_two_hour_timeout_backoff_zero_and_no_model(helm: Helm) -> None
     assert annotations["agentic-sdlc.dev/backoff-limit"] == "0"
     assert annotations["agentic-sdlc.dev/branch-pattern"] == "agentic/{base_branch}/{task_id}"
     assert "agentic-sdlc.dev/default-model" not in annotations
-    assert "AGENTIC_OPENCODE_MODEL" not in find(docs, "ConfigMap")["data"]
+    assert "AGENTIC_OPENCODE_MODEL" not in find(docs, "ConfigMap", "t-agentic-sdlc-agent-runner-config")["data"]
     assert object_list(docs) == ["ServiceAccount/t-agentic-sdlc-agent-runner-agent",
                                  "ConfigMap/t-agentic-sdlc-agent-runner-config",
+                                 "ConfigMap/t-agentic-sdlc-agent-runner-llm-proxy",
                                  "Role/t-agentic-sdlc-agent-runner-task-runner",
-                                 "PodTemplate/t-agentic-sdlc-agent-runner-agent"]
+                                 "PodTemplate/t-agentic-sdlc-agent-runner-agent",
+                                 *[o.format(r="t-agentic-sdlc-agent-runner", ns="ns") for o in ADMISSION]]
 
 
 @pytest.mark.parametrize(("identity", "annotations", "pod_label"), [
@@ -424,7 +551,12 @@ def test_namespace_create_labels_pod_security_restricted(helm: Helm) -> None:
         "pod-security.kubernetes.io/audit": "restricted",
         "pod-security.kubernetes.io/warn": "restricted",
     }
-    assert {d["metadata"]["namespace"] for d in docs if d["kind"] != "Namespace"} == {"agents"}
+    cluster_scoped = {"Namespace", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+    assert {d["metadata"]["namespace"] for d in docs if d["kind"] not in cluster_scoped} == {"agents"}
+    binding = find(docs, "ValidatingAdmissionPolicyBinding")["spec"]
+    assert binding["matchResources"]["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "agents"}}
+    assert binding["paramRef"] == {"name": "t-agentic-sdlc-agent-runner-agent", "namespace": "agents",
+                                   "parameterNotFoundAction": "Deny"}
 
 
 # -- no secret material ----------------------------------------------------------------------------

@@ -48,26 +48,20 @@ def test_spawn_pod_positional_and_options_and_variables(
     assert annotations["agentic-sdlc.dev/description"] == "Implement the parser in src/parser.py"
     assert annotations["agentic-sdlc.dev/repo"] == ORIGIN
 
-    # options, --namespace, --ssh-secret accepted and reported
-    options = run(
-        SPAWN,
-        {**env, "SSH_SECRET_NAME": "old-secret"},
-        repo,
-        "--task-id",
-        "T003",
-        "--branch",
-        FEATURE,
-        "--repo",
-        ORIGIN,
-        "--description",
-        "Print things",
-        "--namespace",
-        namespace,
-        "--environment",
-        "dev",
-    )
-    assert options.returncode == 0, options.stderr
-    assert "--ssh-secret/SSH_SECRET_NAME (old-secret) is not used per task" in options.stderr
+    # options, --namespace; a git Secret the release does not list is refused, nothing created
+    options = [
+        "--task-id", "T003", "--branch", FEATURE, "--repo", ORIGIN, "--description", "Print things",
+        "--namespace", namespace, "--environment", "dev",
+    ]
+    refused = run(SPAWN, {**env, "SSH_SECRET_NAME": "old-secret"}, repo, *options)
+    assert refused.returncode == 2
+    assert refused.stderr == (
+        "agentic-runner: invalid ssh_secret: the git Secret old-secret is not one environment 'dev' lists; "
+        "allowed: none: this environment lists no git Secret a task may select (chart values git.secrets, "
+        "with git.auth ssh).\n")
+    assert {j["metadata"]["name"] for j in cluster.jobs()} == {job}
+    spawned = run(SPAWN, env, repo, *options)
+    assert spawned.returncode == 0, spawned.stderr
     assert {j["metadata"]["name"] for j in cluster.jobs()} == {job, naming.job_name("T003", FEATURE)}
 
     # refusals keep the CLI's words and exit codes, and create nothing
@@ -89,6 +83,41 @@ def test_spawn_pod_positional_and_options_and_variables(
         missing.returncode == 2 and "<task-id>, <branch-name> and <repo-url> are required" in missing.stderr
     )
     assert len(cluster.jobs()) == 2
+
+
+def test_spawn_pod_ssh_secret_selects_one_of_the_release_git_secrets(
+    testenv: TestEnv, namespace: str, tmp_path: Path
+) -> None:
+    """--ssh-secret / SSH_SECRET_NAME: the Job's git-credentials volume is that Secret (the git
+    containers' only); a name the release does not list creates nothing."""
+    install_chart(testenv, namespace, {"git": {"auth": "ssh", "secrets": ["deploy-key-a"]},
+                                       "externalSecrets": {"enabled": False}, "existingSecret": {"git": "team-git"}})
+    repo = make_repo(tmp_path / "repo")
+    cluster = Cluster(testenv, namespace)
+    env = server_env(testenv, namespace, repo)
+
+    def git_secret(task_id: str) -> str:
+        pod = cluster.get("job", naming.job_name(task_id, FEATURE))["spec"]["template"]["spec"]
+        (volume,) = [v for v in pod["volumes"] if v["name"] == "git-credentials"]
+        return volume["secret"]["secretName"]
+
+    by_option = run(SPAWN, env, repo, "T002", FEATURE, ORIGIN, f"specs/{FEATURE}", "--ssh-secret", "deploy-key-a")
+    assert by_option.returncode == 0, by_option.stderr
+    assert git_secret("T002") == "deploy-key-a"
+    by_variable = run(SPAWN, {**env, "SSH_SECRET_NAME": "deploy-key-a"}, repo, "T003", FEATURE, ORIGIN,
+                      f"specs/{FEATURE}")
+    assert by_variable.returncode == 0, by_variable.stderr
+    assert git_secret("T003") == "deploy-key-a"
+    default = run(SPAWN, env, repo, "T004", FEATURE, ORIGIN, "--description", "x")
+    assert default.returncode == 0, default.stderr
+    assert git_secret("T004") == "team-git"
+    other = run(SPAWN, env, repo, "T005", FEATURE, ORIGIN, "--description", "x", "--ssh-secret",
+                "agentic-sdlc-agent-runner-llm")
+    assert other.returncode == 2
+    assert other.stderr == (
+        "agentic-runner: invalid ssh_secret: the git Secret agentic-sdlc-agent-runner-llm is not one environment "
+        "'dev' lists; allowed: one of team-git, deploy-key-a.\n")
+    assert len(cluster.jobs()) == 3
 
 
 def test_tail_logs(testenv: TestEnv, namespace: str, tmp_path: Path) -> None:

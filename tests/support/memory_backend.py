@@ -26,6 +26,7 @@ from mcp_server.models import (
     TaskSpec,
     TaskStatus,
 )
+from mcp_server.repohosts import HostRule
 
 
 @dataclass
@@ -45,6 +46,8 @@ class MemoryBackend:
     tasks: dict[str, MemoryTask] = field(default_factory=dict)
     failures: dict[str, list[RunnerError]] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
+    hosts: tuple[HostRule, ...] | None = None
+    secrets: tuple[str, ...] = ()
 
     def _call(self, method: str) -> None:
         self.calls.append(method)
@@ -74,6 +77,12 @@ class MemoryBackend:
 
     def default_base_branch(self) -> str | None:
         return self.base_default
+
+    def repo_hosts(self) -> tuple[HostRule, ...] | None:
+        return self.hosts
+
+    def git_secrets(self) -> tuple[str, ...]:
+        return self.secrets
 
     def spawn(self, spec: TaskSpec) -> TaskHandle:
         self._call("spawn")

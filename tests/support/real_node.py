@@ -70,6 +70,12 @@ def deploy(
         "externalSecrets": {"enabled": False},
         "existingSecret": {"llm": "llm"},
         "opencode": {"model": model.model},
+        # the git daemon on the gateway (plain git://: a test host marked insecure)
+        "git": {"hosts": [{"host": gateway, "insecure": True}]},
+        # OpenCode reaches the scripted model only through the pod's LLM proxy, which adds the key
+        "llmProxy": {"port": 8787, "providers": [
+            {"name": "scripted", "upstream": model.base_url, "header": "Authorization", "valuePrefix": "Bearer ",
+             "secretKey": "SCRIPTED_API_KEY", "insecure": True}]},
         "nodeSelector": REAL_NODE_SELECTOR,
         "tolerations": REAL_NODE_TOLERATIONS,
         "runtimeClassName": RUNTIME_CLASS,

@@ -44,15 +44,25 @@ TASKS_MD = """\
 TASKS_DAG = {"execution_waves": [["T001", "T002", "T003", "T004"], ["T005"]]}
 
 
+TEST_REPO_HOSTS = [{"host": "git.example.com", "insecure": False}, {"host": "127.0.0.1", "insecure": True}]
+"""The repo hosts of the test releases: ORIGIN's, and the test git daemons' (plain git://)."""
+
+
 def install_chart(
     testenv: TestEnv, namespace: str, values: Mapping[str, Any] | None = None, release: str = RELEASE
 ) -> None:
-    """`helm install` of chart/ into the namespace, the `developer` user as the rbac subject."""
+    """`helm install` of chart/ into the namespace, the `developer` user as the rbac subject, the test
+    repo hosts allowed (unless `values` sets `git.hosts`)."""
     merged: dict[str, Any] = {
         "environment": "dev",
         "rbac": {"subjects": [{"kind": "User", "name": "developer"}]},
+        "git": {"hosts": TEST_REPO_HOSTS},
     }
-    merged.update(values or {})
+    for key, value in (values or {}).items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
     values_file = testenv.state_dir / f"values-{namespace}-{release}.yaml"
     values_file.write_text(yaml.safe_dump(merged), encoding="utf-8")
     testenv.helm("install", release, str(CHART_DIR), "-n", namespace, "-f", str(values_file))

@@ -203,6 +203,8 @@ class RunnerHarness:
                 "AGENTIC_OPENCODE_MODEL": self.model.model,
                 "AGENTIC_OPENCODE_CONFIG": json.dumps(self.model.opencode_config()),
                 "SCRIPTED_API_KEY": SCRIPTED_API_KEY,
+                # a host, not a pod: the remotes of these tests are file:// too (a pod refuses them)
+                "AGENTIC_ALLOW_LOCAL_REPO": "1",
             }
         )
         env.update(self.extra_env)

@@ -71,11 +71,14 @@ class Recorded:
     """What the server saw: every request body, in order (for assertions on prompts)."""
 
     requests: list[dict[str, Any]] = field(default_factory=list)
+    authorizations: list[str | None] = field(default_factory=list)
+    """The Authorization header of each request (what the LLM proxy put there)."""
     cond: threading.Condition = field(default_factory=threading.Condition)
 
-    def add(self, body: dict[str, Any]) -> None:
+    def add(self, body: dict[str, Any], authorization: str | None = None) -> None:
         with self.cond:
             self.requests.append(body)
+            self.authorizations.append(authorization)
             self.cond.notify_all()
 
     def all(self) -> list[dict[str, Any]]:
@@ -174,7 +177,7 @@ class ScriptedModel:
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     self._json({"error": f"unexpected path {self.path}"}, 404)
                     return
-                model.recorded.add(body)
+                model.recorded.add(body, self.headers.get("Authorization"))
                 script = model._select(body)
                 index = turn_index(body)
                 turn = script[index] if index < len(script) else Turn(text="Done.")

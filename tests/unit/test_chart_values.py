@@ -15,6 +15,7 @@ from tests.support.chart import CHART_DIR, CHART_NAME, ENVIRONMENTS, release_dir
 # Maps whose keys are the user's (labels, selectors, Kubernetes objects passed through).
 FREE_FORM = {
     ".global", ".namespace.labels", ".namespace.annotations", ".resources.requests", ".resources.limits",
+    ".sidecarResources.requests", ".sidecarResources.limits",
     ".nodeSelector", ".affinity", ".tolerations[]", ".podAnnotations", ".podLabels",
     ".extraEnv[].valueFrom", ".serviceAccount.annotations", ".networkPolicy.dns.to[]",
 }

@@ -9,6 +9,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
+from mcp_server.errors import ConfigError
 from mcp_server.runner.agent import opencode_command, opencode_env
 from mcp_server.runner.context import RunnerContext
 from mcp_server.runner.gitrepo import GitError, checkout_dir_name, classify
@@ -122,6 +125,7 @@ def test_the_agent_gets_no_git_credentials_but_its_llm_keys(tmp_path: Path) -> N
     } & set(env)
     assert env["ANTHROPIC_API_KEY"] == "llm" and env["PWD"] == str(tmp_path)
     assert env["OPENCODE_DISABLE_AUTOUPDATE"] == "1" and env["OPENCODE_DISABLE_MODELS_FETCH"] == "0"
+    assert env["OPENCODE_DISABLE_PROJECT_CONFIG"] == "1"
     config = json.loads(env["OPENCODE_CONFIG_CONTENT"])
     assert config == {
         "agent": {"title": {"disable": True}, "x": 1},
@@ -129,6 +133,41 @@ def test_the_agent_gets_no_git_credentials_but_its_llm_keys(tmp_path: Path) -> N
         "autoupdate": False,
         "provider": {"p": {"name": "P"}},
     }
+
+
+def test_opencode_is_pinned_to_the_llm_proxy(tmp_path: Path) -> None:
+    """The operator's provider (with a key reference) and an inline config naming another base URL
+    are overridden: OpenCode talks only to the proxy, with a placeholder key, and only to the proxied
+    providers; the repository's own config is off."""
+    proxy = {"scripted": "http://127.0.0.1:8787/scripted", "anthropic": "http://127.0.0.1:8787/anthropic"}
+    environ = {
+        "AGENTIC_LLM_PROXY": json.dumps(proxy),
+        "OPENCODE_DISABLE_PROJECT_CONFIG": "0",
+        "OPENCODE_CONFIG_CONTENT": json.dumps({"provider": {"anthropic": {"options": {
+            "baseURL": "https://evil.example/v1"}}}, "enabled_providers": ["opencode"]}),
+    }
+    operator = {"provider": {"scripted": {"npm": "@ai-sdk/openai-compatible", "options": {
+        "baseURL": "http://10.0.0.1:9/v1", "apiKey": "{env:SCRIPTED_API_KEY}"}}}}
+    env = opencode_env(environ, tmp_path, operator)
+    assert env["OPENCODE_DISABLE_PROJECT_CONFIG"] == "1"
+    config = json.loads(env["OPENCODE_CONFIG_CONTENT"])
+    assert config["provider"] == {
+        "scripted": {"npm": "@ai-sdk/openai-compatible", "options": {
+            "baseURL": "http://127.0.0.1:8787/scripted", "apiKey": "agentic-llm-proxy"}},
+        "anthropic": {"options": {"baseURL": "http://127.0.0.1:8787/anthropic", "apiKey": "agentic-llm-proxy"}},
+    }
+    assert config["enabled_providers"] == ["anthropic", "scripted"]
+
+
+@pytest.mark.parametrize("value", ['["anthropic"]', '{"anthropic": "https://api.anthropic.com/v1"}', "{"])
+def test_a_proxy_setting_that_does_not_point_at_the_pod_is_refused(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match="invalid AGENTIC_LLM_PROXY: it is not a JSON object of provider ids"):
+        opencode_env({"AGENTIC_LLM_PROXY": value}, tmp_path, {})
+
+
+def test_without_a_proxy_the_config_is_left_alone(tmp_path: Path) -> None:
+    config = json.loads(opencode_env({}, tmp_path, {})["OPENCODE_CONFIG_CONTENT"])
+    assert "enabled_providers" not in config and "provider" not in config
 
 
 def test_opencode_command() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from pydantic import ValidationError
 
 from mcp_server.config import load_settings
 from mcp_server.errors import BackendUnavailable, Forbidden, InvalidInput, TaskNotFound
@@ -18,7 +19,9 @@ from mcp_server.models import (
     StreamLogsRequest,
     TaskRequest,
 )
+from mcp_server.repohosts import HostRule, allowed_text
 from mcp_server.service import RunnerService
+from mcp_server.validation import parse
 from tests.support.memory_backend import MemoryBackend
 from tests.support.runner_env import FEATURE, ORIGIN, make_repo
 
@@ -221,3 +224,80 @@ def test_a_task_that_vanishes_mid_wait_is_reported_cancelled(tmp_path: Path) -> 
     chunk = stream(service, wait_seconds=5)
     assert [(t.task_id, t.phase, t.finished) for t in chunk.tasks] == [("T1", "cancelled", True)]
     assert chunk.all_finished
+
+
+# -- repo hosts and the git Secret of a task (issue 10) ------------------------------------------
+
+RULES = (HostRule("git.example.com"), HostRule("127.0.0.1", insecure=True))
+
+
+@pytest.mark.parametrize(("repo", "problem"), [
+    ("https://evil.example/org/repo.git", "the host evil.example is not one of the configured repo hosts"),
+    ("http://git.example.com/org/repo.git",
+     "http:// is not allowed for the host git.example.com, which is not marked insecure"),
+    ("file:///srv/git/repo.git", "file:// names a path on the machine, which a pod cannot clone"),
+])
+def test_a_repo_the_environment_does_not_allow_creates_nothing(tmp_path: Path, repo: str, problem: str) -> None:
+    service, backend = service_for(tmp_path, MemoryBackend(hosts=RULES))
+    with pytest.raises(InvalidInput) as refused:
+        service.spawn_task(SpawnTaskRequest(task_id="T1", description="d", repo=repo))
+    assert str(refused.value) == f"invalid repo: {problem}; allowed: {allowed_text(RULES, cluster=True)}."
+    with pytest.raises(InvalidInput, match="invalid repo: "):
+        service.spawn_async(SpawnAsyncRequest(tasks_file=f"specs/{FEATURE}/tasks.md", repo=repo))
+    assert backend.calls == [] and backend.tasks == {}
+
+
+def test_the_origin_is_checked_like_a_given_repo(tmp_path: Path) -> None:
+    service, backend = service_for(tmp_path, MemoryBackend(hosts=(HostRule("github.com"),)))
+    with pytest.raises(InvalidInput, match="invalid repo: the host git.example.com is not one of the configured"):
+        service.spawn_task(SpawnTaskRequest(task_id="T1", description="d"))
+    assert backend.calls == []
+
+
+def test_a_repo_on_an_allowed_host_is_spawned(tmp_path: Path) -> None:
+    service, backend = service_for(tmp_path, MemoryBackend(hosts=RULES))
+    handle = service.spawn_task(SpawnTaskRequest(task_id="T1", description="d",
+                                                 repo="http://127.0.0.1:9418/repo.git"))
+    assert backend.tasks[handle.job].spec.repo == "http://127.0.0.1:9418/repo.git"
+
+
+def test_a_remote_helper_is_refused_at_the_edge_for_every_backend() -> None:
+    """ext:: runs a command wherever git clones: refused by the request model itself, before any
+    backend (also the local one, where no host rules apply)."""
+    for url in ("ext::sh%-c%id", "fd::3", "https::github.com/org/repo"):
+        with pytest.raises(InvalidInput) as refused:
+            parse(SpawnTaskRequest, {"task_id": "T1", "description": "d", "repo": url})
+        assert str(refused.value).startswith(
+            "invalid repo: it names a git remote helper (such as ext:: or fd::); allowed: ")
+
+
+def test_a_listed_ssh_secret_goes_to_the_backend_and_not_into_the_task_context(tmp_path: Path) -> None:
+    service, backend = service_for(tmp_path, MemoryBackend(secrets=("team-git", "deploy-key-a")))
+    handle = service.spawn_task(SpawnTaskRequest(task_id="T1", description="d", ssh_secret="deploy-key-a"))
+    spec = backend.tasks[handle.job].spec
+    assert spec.ssh_secret == "deploy-key-a"
+    assert "ssh_secret" not in spec.context().model_dump()
+    async_service, async_backend = service_for(tmp_path / "b", MemoryBackend(secrets=("team-git", "deploy-key-a")))
+    async_service.spawn_async(SpawnAsyncRequest(tasks_file=f"specs/{FEATURE}/tasks.md", ssh_secret="deploy-key-a"))
+    assert {t.spec.ssh_secret for t in async_backend.tasks.values()} == {"deploy-key-a"}
+
+
+@pytest.mark.parametrize(("secrets", "allowed"), [
+    (("team-git", "deploy-key-a"), "one of team-git, deploy-key-a"),
+    ((), "none: this environment lists no git Secret a task may select (chart values git.secrets, with git.auth ssh)"),
+])
+def test_an_ssh_secret_the_environment_does_not_list_creates_nothing(
+        tmp_path: Path, secrets: tuple[str, ...], allowed: str) -> None:
+    service, backend = service_for(tmp_path, MemoryBackend(secrets=secrets))
+    for request in (SpawnTaskRequest(task_id="T1", description="d", ssh_secret="agentic-llm"),
+                    SpawnAsyncRequest(tasks_file=f"specs/{FEATURE}/tasks.md", ssh_secret="agentic-llm")):
+        with pytest.raises(InvalidInput) as refused:
+            (service.spawn_task if isinstance(request, SpawnTaskRequest) else service.spawn_async)(request)
+        assert str(refused.value) == (
+            f"invalid ssh_secret: the git Secret agentic-llm is not one environment 'dev' lists; allowed: {allowed}.")
+    assert backend.calls == [] and backend.tasks == {}
+
+
+def test_an_ssh_secret_that_is_not_a_secret_name_is_refused_at_the_edge() -> None:
+    with pytest.raises(ValidationError, match="it is not a Secret name"):
+        SpawnTaskRequest(task_id="T1", ssh_secret="../../etc")
