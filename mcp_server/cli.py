@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import anyio
 from pydantic import BaseModel
 
-from mcp_server import __version__
+from mcp_server import __version__, agent_table
 from mcp_server.errors import RunnerError
 from mcp_server.logs.prefix import Prefixer
 from mcp_server.models import (
@@ -36,6 +36,7 @@ from mcp_server.models import (
     TaskRequest,
     TaskStatus,
 )
+from mcp_server.runner.usage import describe as describe_usage
 from mcp_server.validation import parse
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 FOLLOW_WAIT_SECONDS = 10.0
-FAILED_PHASES = ("failed", "timed_out", "cancelled")
+FAILED_PHASES = ("failed", "timed_out", "cancelled", "budget_exceeded", "stalled")
 
 
 # -- argument parsing ---------------------------------------------------------------------------
@@ -189,28 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
 # -- output -------------------------------------------------------------------------------------
 
 
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60}m"
-    return f"{s // 86400}d{s % 86400 // 3600}h"
-
-
 def _table(rows: list[list[str]], out: TextIO) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        out.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() + "\n")
-
-
-def _cut(text: str | None, size: int) -> str:
-    text = (text or "").replace("\n", " ")
-    return text if len(text) <= size else text[: size - 1] + "…"
+    for line in agent_table.render(rows):
+        out.write(line + "\n")
 
 
 def print_agents(result: AgentList, out: TextIO) -> None:
@@ -219,21 +201,9 @@ def print_agents(result: AgentList, out: TextIO) -> None:
     if not result.agents:
         out.write(f"no tasks in {', '.join(result.environments)}\n")
         return
-    rows = [["TASK", "ENV", "PHASE", "BRANCH", "AGE", "DURATION", "NODE", "LAST LINE / RESULT"]]
-    for a in result.agents:
-        rows.append(
-            [
-                a.task_id,
-                a.environment,
-                a.phase,
-                a.branch or "-",
-                _age(a.age_seconds),
-                _age(a.duration_seconds),
-                a.node or "-",
-                _cut(a.result_summary or a.last_log_line, 60),
-            ]
-        )
-    _table(rows, out)
+    _table([agent_table.HEADER, *(agent_table.row(a) for a in result.agents)], out)
+    for line in agent_table.totals_lines(result):
+        out.write(line + "\n")
 
 
 def print_status(status: TaskStatus, out: TextIO) -> None:
@@ -247,8 +217,9 @@ def print_status(status: TaskStatus, out: TextIO) -> None:
         ("step", status.step),
         ("node", status.node),
         ("pods", ", ".join(status.pods) or None),
-        ("age", _age(status.age_seconds)),
-        ("duration", _age(status.duration_seconds)),
+        ("attempt", status.attempt),
+        ("age", agent_table.age(status.age_seconds)),
+        ("duration", agent_table.age(status.duration_seconds)),
         ("exit code", status.exit_code),
         ("last line", status.last_log_line),
     ]
@@ -262,6 +233,14 @@ def print_status(status: TaskStatus, out: TextIO) -> None:
             ("files", ", ".join(r.files_changed) or None),
             ("summary", r.summary),
             ("error", r.error),
+        ]
+    if status.usage is not None:
+        u = status.usage
+        fields += [
+            ("usage" if status.finished else "usage so far",
+             describe_usage(u) + (f", model {u.model}" if u.model else "")),
+            ("tokens", f"input {u.input_tokens}, output {u.output_tokens}, reasoning {u.reasoning_tokens}, "
+             f"cache read {u.cache_read_tokens}, cache write {u.cache_write_tokens}"),
         ]
     for key, value in fields:
         if value not in (None, ""):

@@ -27,6 +27,9 @@ class ChartDefaults:
     agent: str
     author_name: str
     author_email: str
+    max_cost: float | None = None
+    max_tokens: int | None = None
+    idle_timeout_seconds: float | None = None
 
 
 def _get(values: dict[str, Any], path: str) -> Any:
@@ -53,4 +56,7 @@ def chart_defaults() -> ChartDefaults:
         agent=str(_get(values, "opencode.agent")),
         author_name=str(_get(values, "git.author.name")),
         author_email=str(_get(values, "git.author.email")),
+        max_cost=float(_get(values, "task.budget.maxCost")) or None,
+        max_tokens=int(_get(values, "task.budget.maxTokens")) or None,
+        idle_timeout_seconds=float(_get(values, "task.idleTimeoutSeconds")) or None,
     )

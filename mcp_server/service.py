@@ -45,6 +45,7 @@ from mcp_server.models import (
     TaskRequest,
     TaskSpec,
     TaskStatus,
+    UsageTotals,
 )
 from mcp_server.planning import plan_spawns, sync_ready
 from mcp_server.runner.contract import ContextFile
@@ -127,6 +128,8 @@ class RunnerService:
         feature_dir: str | None,
         context_files: list[ContextFile],
         title: str | None = None,
+        max_cost: float | None = None,
+        max_tokens: int | None = None,
     ) -> TaskSpec:
         branch = naming.render_branch(backend.branch_pattern(), base_branch, task_id)
         spec = TaskSpec(
@@ -142,6 +145,8 @@ class RunnerService:
             feature_dir=feature_dir,
             context_files=context_files,
             timeout_minutes=timeout_minutes,
+            max_cost=max_cost,
+            max_tokens=max_tokens,
         )
         size = len(spec.context().model_dump_json().encode("utf-8"))
         if size > CONTEXT_JSON_MAX_BYTES:
@@ -225,6 +230,8 @@ class RunnerService:
             agent=req.agent,
             feature_dir=feature_dir,
             context_files=context_files,
+            max_cost=req.max_cost,
+            max_tokens=req.max_tokens,
         )
         handle = backend.spawn(spec)
         if feature_path is not None:
@@ -283,6 +290,8 @@ class RunnerService:
                 agent=None,
                 feature_dir=feature_rel,
                 context_files=self._feature_docs(feature_dir, description, []),
+                max_cost=req.max_cost,
+                max_tokens=req.max_tokens,
             )
 
         handles: list[TaskHandle] = []
@@ -404,7 +413,8 @@ class RunnerService:
                     raise
                 errors.append(f"{name}: {exc}")
         counts = {phase: sum(1 for a in agents if a.phase == phase) for phase in PHASES}
-        return AgentList(environments=names, agents=agents, counts=counts, errors=errors)
+        return AgentList(environments=names, agents=agents, counts=counts, errors=errors,
+                         totals=UsageTotals.of(agents))
 
     def status(self, req: TaskRequest) -> TaskStatus:
         status = self.backend(req.environment).status(TaskRef(task_id=req.task_id, base_branch=req.base_branch))

@@ -20,7 +20,7 @@ from mcp_server.backends.final_result import FinalResult
 from mcp_server.config import EnvironmentSettings, Settings
 from mcp_server.defaults import chart_defaults
 from mcp_server.errors import Conflict, RunnerError, TaskNotFound
-from mcp_server.jobstatus import derive_status, newest, pod_started, pod_terminated
+from mcp_server.jobstatus import derive_status, latest_attempts, newest, pod_started, pod_terminated
 from mcp_server.kube import Access, AlreadyExists, BadRequest, KubeClient, NotFound, load_api_client
 from mcp_server.logs.positions import parse_timestamped, since_time
 from mcp_server.logs.relay import LogStream, StreamRead, TaskStreams
@@ -36,10 +36,13 @@ from mcp_server.models import (
     TaskSpec,
     TaskStatus,
 )
+from mcp_server.runner.usage import usage_from_lines
 
 LOG_LIMIT_BYTES = 4 * 1024 * 1024
 TEMPLATE_CACHE_SECONDS = 30.0
 LOG_READERS = 8
+LIST_TAIL_LINES = 20
+"""Log lines list_agents reads per running task: its last line, and its usage so far among them."""
 
 Obj = dict[str, Any]
 
@@ -131,7 +134,7 @@ class KubernetesBackend:
                 f"{pod.get('spec', {}).get('restartPolicy')!r}; a Job needs Never or OnFailure. "
                 "Fix the chart."
             )
-        labels = naming.task_labels(spec.task_id, spec.base_branch, self.environment)
+        labels = naming.task_labels(spec.task_id, spec.base_branch, self.environment, spec.attempt)
         deadline = (
             spec.timeout_minutes * 60
             if spec.timeout_minutes
@@ -161,7 +164,7 @@ class KubernetesBackend:
             "apiVersion": "batch/v1",
             "kind": "Job",
             "metadata": {
-                "name": naming.job_name(spec.task_id, spec.base_branch),
+                "name": naming.job_name(spec.task_id, spec.base_branch, spec.attempt),
                 "namespace": self.namespace,
                 "labels": labels,
                 "annotations": {
@@ -249,7 +252,7 @@ class KubernetesBackend:
                 if owner in pods_by_job:
                     pods_by_job[owner].append(pod)
         jobs.sort(key=lambda j: j["metadata"].get("creationTimestamp") or "", reverse=True)
-        return jobs, pods_by_job
+        return latest_attempts(jobs), pods_by_job
 
     def _log(self, pod: str, query: Mapping[str, Any]) -> str:
         try:
@@ -265,15 +268,15 @@ class KubernetesBackend:
         except BadRequest:
             return ""  # the container is not started yet or has no log (yet): no lines
 
-    def _last_lines(self, pods: Sequence[Obj | None]) -> list[str | None]:
-        """The last log line of each (started) pod, read concurrently."""
+    def _last_lines(self, pods: Sequence[Obj | None]) -> list[list[str]]:
+        """The last log lines of each (started) pod (LIST_TAIL_LINES: the last one, and the latest
+        usage line among them), read concurrently."""
 
-        def last(pod: Obj | None) -> str | None:
+        def last(pod: Obj | None) -> list[str]:
             if pod is None or not pod_started(pod):
-                return None
-            body = self._log(pod["metadata"]["name"], {"tailLines": 1})
-            lines = [line for line in body.splitlines() if line.strip()]
-            return lines[-1] if lines else None
+                return []
+            body = self._log(pod["metadata"]["name"], {"tailLines": LIST_TAIL_LINES})
+            return [line for line in body.splitlines() if line.strip()]
 
         wanted = [p for p in pods if p is not None and pod_started(p)]
         if len(wanted) <= 1:
@@ -286,10 +289,11 @@ class KubernetesBackend:
     ) -> list[TaskStatus]:
         now = datetime.now(UTC)
         pods = [newest(pods_by_job.get(j["metadata"]["name"], [])) for j in jobs]
-        lines = self._last_lines(pods) if last_lines else [None] * len(jobs)
+        tails = self._last_lines(pods) if last_lines else [[] for _ in jobs]
         return [
-            derive_status(job, pods_by_job.get(job["metadata"]["name"], []), self.environment, now, line)
-            for job, line in zip(jobs, lines, strict=True)
+            derive_status(job, pods_by_job.get(job["metadata"]["name"], []), self.environment, now,
+                          tail[-1] if tail else None, log_usage=usage_from_lines(tail))
+            for job, tail in zip(jobs, tails, strict=True)
         ]
 
     def list_tasks(self) -> list[TaskStatus]:
@@ -315,7 +319,8 @@ class KubernetesBackend:
             ]
         log_result = result_from_lines(tail) if pod is not None and pod_terminated(pod) else None
         return derive_status(
-            job, pods, self.environment, datetime.now(UTC), tail[-1] if tail else None, log_result
+            job, pods, self.environment, datetime.now(UTC), tail[-1] if tail else None, log_result,
+            usage_from_lines(tail),
         )
 
     # -- logs ------------------------------------------------------------------------------------

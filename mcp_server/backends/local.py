@@ -49,6 +49,7 @@ from mcp_server.models import (
     TaskSpec,
     TaskStatus,
 )
+from mcp_server.runner.usage import usage_from_lines
 from mcp_server.timeutil import now, parse_time
 
 STATE_DIR = Path(".agentic-sdlc") / "state"
@@ -61,6 +62,8 @@ RESULT_PHASES: dict[str, Phase] = {
     "failed": "failed",
     "timed_out": "timed_out",
     "cancelled": "cancelled",
+    "budget_exceeded": "budget_exceeded",
+    "stalled": "stalled",
 }
 
 
@@ -87,7 +90,7 @@ class LocalBackend:
     # -- spawn -----------------------------------------------------------------------------------
 
     def spawn(self, spec: TaskSpec) -> TaskHandle:
-        job = naming.job_name(spec.task_id, spec.base_branch)
+        job = naming.job_name(spec.task_id, spec.base_branch, spec.attempt)
         files = TaskFiles(self.state / job)
         if files.path.is_dir():
             return self._existing(files, spec)
@@ -193,7 +196,7 @@ class LocalBackend:
             if spec is not None:
                 found.append((files, spec))
         found.sort(key=lambda item: item[1].get("created_at", ""), reverse=True)
-        return found
+        return _latest_attempts(found)
 
     def _status(self, files: TaskFiles, last_line: bool = True, spec: dict | None = None) -> TaskStatus:
         snap = files.snapshot(spec)
@@ -308,6 +311,16 @@ class LocalBackend:
         )
 
 
+def _latest_attempts(found: list[tuple[TaskFiles, dict]]) -> list[tuple[TaskFiles, dict]]:
+    """Less the runs a later attempt of the same task supersedes (both exist while a retry
+    replaces its predecessor)."""
+    best: dict[tuple[object, object], int] = {}
+    for _files, spec in found:
+        key = (spec.get("task_id"), spec.get("base_branch"))
+        best[key] = max(best.get(key, 0), int(spec.get("attempt") or 1))
+    return [(f, s) for f, s in found if int(s.get("attempt") or 1) == best[(s.get("task_id"), s.get("base_branch"))]]
+
+
 def _status_of(
     backend: LocalBackend, files: TaskFiles, snap: TaskSnapshot, tail: list[str], last_line: bool
 ) -> TaskStatus:
@@ -347,6 +360,7 @@ def _status_of(
         description=spec.get("title") or spec.get("description"),
         feature_dir=spec.get("feature_dir"),
         phase=phase,
+        attempt=int(spec.get("attempt") or 1),
         step=step,
         reason=reason,
         created_at=created,
@@ -359,4 +373,5 @@ def _status_of(
         exit_code=exit_info.get("exit_code") if exit_info else None,
         last_log_line=(tail[-1] if tail else None) if last_line else None,
         result=result,
+        usage=result.usage if result is not None and result.usage is not None else usage_from_lines(tail),
     )

@@ -44,6 +44,9 @@ class Settings:
     deadline_tolerance_seconds: float
     push_attempts: int
     worktree_repo: Path | None
+    max_cost: float | None
+    max_tokens: int | None
+    idle_timeout_seconds: float | None
     environ: Mapping[str, str] = field(repr=False)
 
     @property
@@ -91,6 +94,11 @@ class Settings:
                                                minimum=0),
             push_attempts=_number(env, "AGENTIC_PUSH_ATTEMPTS", 4, int, minimum=1),
             worktree_repo=Path(worktree_repo) if worktree_repo else None,
+            # 0 turns a limit off; unset: the chart's default
+            max_cost=_number(env, "AGENTIC_MAX_COST", chart_defaults().max_cost or 0.0, float, minimum=0) or None,
+            max_tokens=_number(env, "AGENTIC_MAX_TOKENS", chart_defaults().max_tokens or 0, int, minimum=0) or None,
+            idle_timeout_seconds=_number(env, "AGENTIC_IDLE_TIMEOUT_SECONDS",
+                                         chart_defaults().idle_timeout_seconds or 0.0, float, minimum=0) or None,
             environ=env,
         )
 

@@ -20,11 +20,13 @@ from mcp_server.runner import gitrepo, oom, reaper
 from mcp_server.runner.agent import AgentOutcome, AgentRun, opencode_command, opencode_env
 from mcp_server.runner.context import RunnerContext
 from mcp_server.runner.gitrepo import Git, GitAuth, GitError
+from mcp_server.runner.limits import AgentLimits
 from mcp_server.runner.output import Output
 from mcp_server.runner.prompt import render_prompt
-from mcp_server.runner.result import ResultStatus, TaskResult
+from mcp_server.runner.result import ResultStatus, TaskResult, TaskUsage
 from mcp_server.runner.settings import Settings
 from mcp_server.runner.stop import StopControl
+from mcp_server.runner.usage import Budget
 
 SUBJECT_MAX = 72
 
@@ -50,6 +52,7 @@ class Progress:
     pushed: bool = False
     errors: list[str] = field(default_factory=list)
     oom_error: str | None = None
+    usage: TaskUsage | None = None
 
 
 class TaskRunner:
@@ -159,13 +162,17 @@ class TaskRunner:
         model = ctx.model or s.opencode_model
         agent = ctx.agent or s.opencode_agent
         command = opencode_command(s.opencode_bin, checkout.path, model, agent)
-        run = AgentRun(command, opencode_env(s.environ, checkout.path, s.opencode_config), checkout.path, out)
+        limits = self._limits(model)
+        run = AgentRun(command, opencode_env(s.environ, checkout.path, s.opencode_config), checkout.path, out,
+                       observe=limits.observe)
         self.stop.on_stop(run.stop)
         out.log("agent", f"running OpenCode: model {model or '(OpenCode default)'}, agent {agent}",
                 model=model, agent=agent)
         cgroup = oom.own_memory_cgroup()
         kills_before = cgroup.oom_kills() if cgroup is not None else None
-        outcome = run.run(render_prompt(ctx, checkout.path))
+        with limits:
+            outcome = run.run(render_prompt(ctx, checkout.path))
+        self.progress.usage = limits.usage
         self._notice_oom_kills(cgroup, kills_before, outcome)
         left = reaper.end_leftovers()
         if left:
@@ -177,6 +184,19 @@ class TaskRunner:
         else:
             out.log("agent", f"OpenCode finished ({outcome.events} events)", events=outcome.events)
         return outcome
+
+    def _limits(self, model: str | None) -> AgentLimits:
+        """The task's budget and idle limit: its context's, else the environment's (chart) defaults."""
+        s, ctx = self.settings, self.ctx
+        budget = Budget(ctx.max_cost if ctx.max_cost is not None else s.max_cost,
+                        ctx.max_tokens if ctx.max_tokens is not None else s.max_tokens)
+        idle = ctx.idle_timeout_seconds if ctx.idle_timeout_seconds is not None else s.idle_timeout_seconds
+        self.out.log("agent", "limits: " + ", ".join([
+            f"max_cost ${budget.max_cost:g}" if budget.max_cost is not None else "no cost budget",
+            f"max_tokens {budget.max_tokens}" if budget.max_tokens is not None else "no token budget",
+            f"idle limit {idle:g}s" if idle else "no idle limit"]),
+            max_cost=budget.max_cost, max_tokens=budget.max_tokens, idle_timeout_seconds=idle)
+        return AgentLimits(self.out, self.stop, model, budget, idle)
 
     def _notice_oom_kills(self, cgroup: oom.MemoryCgroup | None, before: int | None, outcome: AgentOutcome) -> None:
         """The kernel's OOM killer ended OpenCode or one of its commands: the task failed for that."""
@@ -270,6 +290,7 @@ class TaskRunner:
             task_id=ctx.task_id, status=status, branch=ctx.task_branch, base=ctx.base_branch,
             commits=p.commits, head_sha=p.head_sha, pushed=p.pushed, files_changed=p.files,
             summary=self.out.redact(summary), error=self.out.redact("; ".join(errors)) if errors else None,
+            usage=p.usage,
         )
 
 
