@@ -28,6 +28,7 @@ from mcp_server.models import (
     ListAgentsRequest,
     LogLine,
     MergeRequest,
+    RetryRequest,
     SpawnAsyncRequest,
     SpawnTaskRequest,
     StreamLogsRequest,
@@ -68,6 +69,12 @@ def _common(parser: argparse.ArgumentParser, top: bool) -> None:
     )
 
 
+def _budget_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-cost", type=float, metavar="USD",
+                   help="stop the agent (budget_exceeded, work pushed) once its cost passes this")
+    p.add_argument("--max-tokens", type=int, metavar="N", help="the same for its tokens (all kinds)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="agentic-runner",
@@ -93,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repo", help="clone URL (default: the origin remote)")
     p.add_argument("--base-branch", "--branch", dest="base_branch", help="feature branch (default: current)")
     p.add_argument("--timeout-minutes", type=int)
+    _budget_options(p)
     p.add_argument("--model")
     p.add_argument("--agent")
     p.add_argument(
@@ -121,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the plan; spawn nothing")
     p.add_argument("--repo")
     p.add_argument("--timeout-minutes", type=int)
+    _budget_options(p)
     p.add_argument("--model")
 
     p = command("logs", "print the tasks' logs (-f: follow, like stern)")
@@ -138,6 +147,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("list", "list the tasks")
     p.add_argument("--all-environments", "-A", action="store_true")
+    p.add_argument(
+        "--watch", "-w", action="store_true",
+        help="redraw the table in place until every task has ended (q or Ctrl-C quits); with -o json one "
+        "document per refresh",
+    )
+    p.add_argument("--interval", type=float, default=2.0, metavar="SECONDS", help="refresh interval of --watch")
+
+    p = command("retry", "start the next attempt of a failed, timed-out, budget-stopped or stalled task")
+    p.add_argument("task_id", metavar="TASK_ID")
+    p.add_argument("--base-branch", "--branch", dest="base_branch")
+    p.add_argument("--fresh", action="store_true",
+                   help="start from the base branch on a branch of its own, not from the task branch's head")
+    _budget_options(p)
 
     for name, text in (("status", "show one task and its result"), ("cancel", "stop and delete one task")):
         p = command(name, text)
@@ -260,8 +282,9 @@ def _message(result: Any, out: TextIO) -> None:
 
 def _handle(result: Any, out: TextIO) -> None:
     state = "created" if result.created else "exists already"
+    attempt = f" attempt {result.attempt}," if result.attempt > 1 else ""
     out.write(
-        f"{result.task_id}: job {result.job} in {result.namespace} ({result.environment}), "
+        f"{result.task_id}:{attempt} job {result.job} in {result.namespace} ({result.environment}), "
         f"branch {result.branch} — {state}\n"
     )
 
@@ -305,6 +328,8 @@ def _spawn_request(service: RunnerService, args: argparse.Namespace) -> SpawnTas
             base_branch=args.base_branch,
             environment=args.env,
             timeout_minutes=args.timeout_minutes,
+            max_cost=args.max_cost,
+            max_tokens=args.max_tokens,
             model=args.model,
             agent=args.agent,
             feature_dir=_repo_path(service, args.context_dir),
@@ -391,6 +416,8 @@ def run(
                     environment=args.env,
                     repo=args.repo,
                     timeout_minutes=args.timeout_minutes,
+                    max_cost=args.max_cost,
+                    max_tokens=args.max_tokens,
                     model=args.model,
                 ),
             )
@@ -416,7 +443,18 @@ def run(
             return _logs(service, args, out)
         elif args.command == "list":
             request = parse(ListAgentsRequest, _given(environment=args.env, all_environments=args.all_environments))
+            if args.watch:
+                from mcp_server.watch import watch
+
+                return watch(lambda: service.list_agents(request), args.output, args.interval, out)
             _print(service.list_agents(request), args.output, out, print_agents)
+        elif args.command == "retry":
+            retry_request = parse(
+                RetryRequest,
+                _given(task_id=args.task_id, base_branch=args.base_branch, environment=args.env,
+                       fresh=args.fresh, max_cost=args.max_cost, max_tokens=args.max_tokens),
+            )
+            _print(service.retry(retry_request), args.output, out, _handle)
         elif args.command in ("status", "cancel"):
             ref = parse(TaskRequest, _given(task_id=args.task_id, base_branch=args.base_branch, environment=args.env))
             if args.command == "cancel":

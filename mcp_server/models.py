@@ -124,6 +124,7 @@ class TaskHandle(_Model):
     base_branch: str
     created: bool = Field(description="False when the task already existed and was returned as is.")
     backend: BackendName = "kubernetes"
+    attempt: int = Field(1, description="Which attempt of the task (retry_task makes the next).")
 
     @classmethod
     def from_status(cls, status: TaskStatus, created: bool = False) -> TaskHandle:
@@ -137,6 +138,7 @@ class TaskHandle(_Model):
             base_branch=status.base_branch or "",
             created=created,
             backend=status.backend,
+            attempt=status.attempt,
         )
 
 
@@ -583,8 +585,12 @@ class TaskRequest(_Model):
 
 class RetryRequest(TaskRequest):
     fresh: bool = Field(
-        False, description="Start from the base branch instead of the task branch's pushed head (the "
-        "previous attempts' commits stay on the remote branch's history only if not fresh).")
+        False, description="Start from the base branch, on a branch of its own (<task branch>-attempt-<n>), "
+        "instead of continuing the task branch's pushed head (the previous attempt's work in progress).")
+    max_cost: Annotated[float, Field(gt=0, le=100000)] | None = Field(
+        None, description="A new budget in USD for this attempt. Default: the previous attempt's.")
+    max_tokens: Annotated[int, Field(ge=1, le=10_000_000_000)] | None = Field(
+        None, description="A new budget in tokens for this attempt. Default: the previous attempt's.")
 
 
 _FEATURE_DESCRIPTION = (

@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from mcp_server import feature, feature_docs, naming, repo, speckit
+from mcp_server import feature, feature_docs, naming, repo, retry, speckit
 from mcp_server.async_state import AsyncState, delegation_prompt
 from mcp_server.backends.base import Backend
 from mcp_server.config import EnvironmentSettings, Settings
@@ -33,6 +33,7 @@ from mcp_server.models import (
     LogChunk,
     MergeRequest,
     MergeResult,
+    RetryRequest,
     SpawnAsyncRequest,
     SpawnAsyncResult,
     SpawnTaskRequest,
@@ -420,6 +421,14 @@ class RunnerService:
         status = self.backend(req.environment).status(TaskRef(task_id=req.task_id, base_branch=req.base_branch))
         self.projector.observe([status])
         return status
+
+    def retry(self, req: RetryRequest) -> TaskHandle:
+        """A new attempt of a task that ended badly, on its branch (`mcp_server.retry`); the spec-kit
+        files say in_progress again."""
+        backend = self.backend(req.environment)
+        handle, _previous = retry.retry(backend, req)
+        self.projector.observe([backend.status(TaskRef(task_id=handle.task_id, base_branch=handle.base_branch))])
+        return handle
 
     def cancel(self, req: TaskRequest) -> CancelResult:
         backend = self.backend(req.environment)

@@ -4,18 +4,20 @@
 #   spawn-pod.sh <task-id> <branch-name> <repo-url> [context-dir]
 #   spawn-pod.sh --task-id ID --branch BRANCH --repo URL [--context-dir DIR] [--description TEXT]
 #                [--ssh-secret NAME] [--environment ENV] [--namespace NS]
+#                [--max-cost USD] [--max-tokens N]
 #
 # <branch-name> is the feature (base) branch; the agent works on its own task branch made from it.
 # The description is taken from the task's line in <context-dir>/tasks.md unless --description is given.
 # Variables: ENVIRONMENT (dev|stg|prod), NAMESPACE, RELEASE_NAME (the chart release whose PodTemplate
-# is used), SSH_SECRET_NAME. Options win over variables.
+# is used), SSH_SECRET_NAME, MAX_COST, MAX_TOKENS (the task's budget; default: the environment's).
+# Options win over variables.
 #
 # The git credentials are the chart release's (git.existingSecret or its ExternalSecret): a task cannot
 # pick another Secret. --ssh-secret / SSH_SECRET_NAME are accepted for compatibility and only reported.
 set -euo pipefail
 
 usage() {
-  sed -n '2,14s/^# \{0,1\}//p' "$0" >&2
+  sed -n '2,16s/^# \{0,1\}//p' "$0" >&2
   exit "${1:-2}"
 }
 
@@ -23,6 +25,8 @@ task_id="" branch="" repo="" context_dir="" description=""
 ssh_secret="${SSH_SECRET_NAME:-}"
 environment="${ENVIRONMENT:-}"
 namespace="${NAMESPACE:-}"
+max_cost="${MAX_COST:-}"
+max_tokens="${MAX_TOKENS:-}"
 positional=()
 
 while [[ $# -gt 0 ]]; do
@@ -35,6 +39,8 @@ while [[ $# -gt 0 ]]; do
     --ssh-secret) ssh_secret="${2:?--ssh-secret needs a value}"; shift 2 ;;
     --environment) environment="${2:?--environment needs a value}"; shift 2 ;;
     --namespace) namespace="${2:?--namespace needs a value}"; shift 2 ;;
+    --max-cost) max_cost="${2:?--max-cost needs a value}"; shift 2 ;;
+    --max-tokens) max_tokens="${2:?--max-tokens needs a value}"; shift 2 ;;
     -h | --help) usage 0 ;;
     --) shift; positional+=("$@"); break ;;
     -*) echo "spawn-pod.sh: unknown option $1" >&2; usage ;;
@@ -69,4 +75,6 @@ args=(spawn "$task_id")
 args+=(--base-branch "$branch" --repo "$repo")
 [[ -n "$context_dir" ]] && args+=(--context-dir "$context_dir")
 [[ -n "$environment" ]] && args+=(--env "$environment")
+[[ -n "$max_cost" ]] && args+=(--max-cost "$max_cost")
+[[ -n "$max_tokens" ]] && args+=(--max-tokens "$max_tokens")
 exec "$runner" "${args[@]}"

@@ -48,6 +48,7 @@ from mcp_server.models import (
     TaskSpec,
     TaskStatus,
 )
+from mcp_server.runner.contract import TaskContext
 
 T = TypeVar("T")
 
@@ -71,6 +72,8 @@ class Backend(LogSource, Protocol):
     def cancel(self, ref: TaskRef) -> CancelResult: ...
 
     def cleanup(self, older_than_seconds: float | None, dry_run: bool) -> CleanupResult: ...
+
+    def task_context(self, ref: TaskRef) -> TaskContext: ...
 
 
 def pick_one(ref: TaskRef, found: Sequence[T], base_branch: Callable[[T], str | None]) -> T | None:

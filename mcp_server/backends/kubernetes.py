@@ -36,6 +36,7 @@ from mcp_server.models import (
     TaskSpec,
     TaskStatus,
 )
+from mcp_server.runner.contract import TaskContext
 from mcp_server.runner.usage import usage_from_lines
 
 LOG_LIMIT_BYTES = 4 * 1024 * 1024
@@ -190,6 +191,7 @@ class KubernetesBackend:
             base_branch=annotations.get(naming.ANNOTATION_BASE_BRANCH, ""),
             created=created,
             backend="kubernetes",
+            attempt=naming.attempt_of(meta["labels"]),
         )
 
     def spawn(self, spec: TaskSpec) -> TaskHandle:
@@ -237,8 +239,11 @@ class KubernetesBackend:
         )
         return list(data.get("items") or [])
 
-    def _jobs_and_pods(self, ref: TaskRef | None = None) -> tuple[list[Obj], dict[str, list[Obj]]]:
-        """The environment's task Jobs (one LIST) and their pods by Job name (one LIST)."""
+    def _jobs_and_pods(
+        self, ref: TaskRef | None = None, all_attempts: bool = False
+    ) -> tuple[list[Obj], dict[str, list[Obj]]]:
+        """The environment's task Jobs (one LIST) and their pods by Job name (one LIST); of a retried
+        task only its latest attempt unless `all_attempts`."""
         selector = naming.selector(
             self.environment, ref.task_id if ref else None, ref.base_branch if ref else None
         )
@@ -252,7 +257,7 @@ class KubernetesBackend:
                 if owner in pods_by_job:
                     pods_by_job[owner].append(pod)
         jobs.sort(key=lambda j: j["metadata"].get("creationTimestamp") or "", reverse=True)
-        return latest_attempts(jobs), pods_by_job
+        return (jobs if all_attempts else latest_attempts(jobs)), pods_by_job
 
     def _log(self, pod: str, query: Mapping[str, Any]) -> str:
         try:
@@ -322,6 +327,14 @@ class KubernetesBackend:
             job, pods, self.environment, datetime.now(UTC), tail[-1] if tail else None, log_result,
             usage_from_lines(tail),
         )
+
+    def task_context(self, ref: TaskRef) -> TaskContext:
+        """The task context the task's (latest) pod was given: what a retry starts from."""
+        job, _pods = self._one(ref)
+        if job is None:
+            raise TaskNotFound.in_namespace([ref.task_id], self.environment, self.namespace, ref.base_branch)
+        annotations = job.get("spec", {}).get("template", {}).get("metadata", {}).get("annotations") or {}
+        return TaskContext.model_validate_json(annotations.get(naming.ANNOTATION_TASK_CONTEXT) or "{}")
 
     # -- logs ------------------------------------------------------------------------------------
 
@@ -418,7 +431,7 @@ class KubernetesBackend:
             return True
 
     def cleanup(self, older_than_seconds: float | None, dry_run: bool) -> CleanupResult:
-        jobs, pods_by_job = self._jobs_and_pods()
+        jobs, pods_by_job = self._jobs_and_pods(all_attempts=True)
         statuses = self._statuses(jobs, pods_by_job, last_lines=False)
         taken, kept = cleanup_choice(statuses, older_than_seconds, datetime.now(UTC))
         chosen = [CleanupItem.from_status(status) for status in taken]

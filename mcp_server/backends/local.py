@@ -49,6 +49,7 @@ from mcp_server.models import (
     TaskSpec,
     TaskStatus,
 )
+from mcp_server.runner.contract import TaskContext
 from mcp_server.runner.usage import usage_from_lines
 from mcp_server.timeutil import now, parse_time
 
@@ -185,8 +186,9 @@ class LocalBackend:
 
     # -- reading ---------------------------------------------------------------------------------
 
-    def _tasks(self) -> list[tuple[TaskFiles, dict]]:
-        """Every fully set up task with its spec, newest first (each spec.json read once)."""
+    def _tasks(self, all_attempts: bool = False) -> list[tuple[TaskFiles, dict]]:
+        """Every fully set up task with its spec, newest first (each spec.json read once); of a
+        retried task only its latest attempt unless `all_attempts`."""
         if not self.state.is_dir():
             return []
         found = []
@@ -196,7 +198,7 @@ class LocalBackend:
             if spec is not None:
                 found.append((files, spec))
         found.sort(key=lambda item: item[1].get("created_at", ""), reverse=True)
-        return _latest_attempts(found)
+        return found if all_attempts else _latest_attempts(found)
 
     def _status(self, files: TaskFiles, last_line: bool = True, spec: dict | None = None) -> TaskStatus:
         snap = files.snapshot(spec)
@@ -219,6 +221,15 @@ class LocalBackend:
                 f"(state in {self.state}). list_agents shows the tasks that exist."
             )
         return self._status(one[0], spec=one[1])
+
+    def task_context(self, ref: TaskRef) -> TaskContext:
+        """The task context the task's (latest) run was given: what a retry starts from."""
+        one = self._one(ref)
+        if one is None:
+            self.status(ref)  # raises TaskNotFound, worded as status does
+            raise AssertionError("unreachable")
+        fields = set(TaskContext.model_fields)
+        return TaskContext.model_validate({k: v for k, v in one[1].items() if k in fields})
 
     # -- logs ------------------------------------------------------------------------------------
 
@@ -297,7 +308,7 @@ class LocalBackend:
         shutil.rmtree(files.path, ignore_errors=True)
 
     def cleanup(self, older_than_seconds: float | None, dry_run: bool) -> CleanupResult:
-        tasks = {files.job: (files, spec) for files, spec in self._tasks()}
+        tasks = {files.job: (files, spec) for files, spec in self._tasks(all_attempts=True)}
         statuses = [self._status(files, last_line=False, spec=spec) for files, spec in tasks.values()]
         taken, kept = cleanup_choice(statuses, older_than_seconds, now())
         if not dry_run:
