@@ -259,8 +259,8 @@ def print_status(status: TaskStatus, out: TextIO) -> None:
     if status.usage is not None:
         u = status.usage
         fields += [
-            ("usage" if status.finished else "usage so far",
-             describe_usage(u) + (f", model {u.model}" if u.model else "")),
+            ("usage", ("" if status.finished else "so far: ") + describe_usage(u)
+             + (f", model {u.model}" if u.model else "")),
             ("tokens", f"input {u.input_tokens}, output {u.output_tokens}, reasoning {u.reasoning_tokens}, "
              f"cache read {u.cache_read_tokens}, cache write {u.cache_write_tokens}"),
         ]
