@@ -4,7 +4,9 @@
 (`runner.usage`), logs the usage so far after every step, and stops the task (`budget_exceeded`)
 once the sum passes the budget. A watch thread stops it (`stalled`) when no event came for the idle
 limit; every event restarts that clock, so an agent that keeps producing events is never stopped by
-it. Either stop goes the way of a deadline: OpenCode ends, the work so far is committed (WIP) and
+it. Until OpenCode's first event the limit is at least STARTUP_SECONDS (OpenCode starting on a busy
+node is not a stall; a model that never answers its first request is). Either stop goes the way
+of a deadline: OpenCode ends, the work so far is committed (WIP) and
 pushed, and the result names the reason.
 """
 
@@ -20,6 +22,8 @@ from mcp_server.runner.result import TaskUsage
 from mcp_server.runner.stop import StopControl
 from mcp_server.runner.usage import Budget, UsageMeter, describe, usage_line_fields
 
+STARTUP_SECONDS = 60.0
+
 
 class AgentLimits:
     def __init__(self, out: Output, stop: StopControl, model: str | None, budget: Budget,
@@ -30,6 +34,7 @@ class AgentLimits:
         self._budget = budget
         self._idle = idle_seconds if idle_seconds and idle_seconds > 0 else None
         self._last = time.monotonic()
+        self._seen_event = False
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -39,6 +44,7 @@ class AgentLimits:
 
     def observe(self, event: Mapping[str, Any]) -> None:
         self._last = time.monotonic()
+        self._seen_event = True
         if not self._meter.observe(event):
             return
         usage = self._meter.usage
@@ -62,8 +68,8 @@ class AgentLimits:
 
     def _watch(self) -> None:
         assert self._idle is not None
-        limit = self._idle
         while not self._done.is_set() and not self._stop.requested:
+            limit = self._idle if self._seen_event else max(self._idle, STARTUP_SECONDS)
             quiet = time.monotonic() - self._last
             if quiet >= limit:
                 detail = f"no OpenCode event for {quiet:.0f}s (idle limit {limit:g}s)"

@@ -65,6 +65,7 @@ def test_a_step_past_the_budget_stops_the_task_and_each_step_logs_the_usage_so_f
 def test_no_event_for_the_idle_limit_stops_the_task_as_stalled() -> None:
     lim, stop, _ = limits(Budget(), 0.3)
     with lim:
+        lim.observe({"type": "step_start", "part": {}})
         assert stop.event.wait(10)
     assert stop.reason == "stalled" and "idle limit 0.3s" in stop.detail
 
