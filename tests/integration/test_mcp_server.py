@@ -74,6 +74,7 @@ async def test_tool_list_matches_the_snapshot(world: World) -> None:
         "stream_task_logs",
         "list_agents",
         "get_task_status",
+        "retry_task",
         "cancel_task",
         "merge_task_branches",
         "cleanup_tasks",
@@ -84,6 +85,7 @@ async def test_tool_list_matches_the_snapshot(world: World) -> None:
     for name in ("cancel_task", "cleanup_tasks"):
         assert annotations[name]["destructiveHint"] is True and annotations[name]["readOnlyHint"] is False
     assert annotations["merge_task_branches"]["destructiveHint"] is False  # it never forces
+    assert annotations["retry_task"]["destructiveHint"] is False and annotations["retry_task"]["idempotentHint"]
     assert all(t.get("title") and t.get("description") and t.get("outputSchema") for t in tools)
     if os.environ.get("UPDATE_SNAPSHOTS"):
         SNAPSHOT.parent.mkdir(parents=True, exist_ok=True)
