@@ -290,7 +290,9 @@ def test_token_auth_reaches_the_agent_only_through_secret_key_refs(helm: Helm) -
 def test_task_defaults_are_podtemplate_annotations_for_the_server_and_configmap_env_for_the_runner(
         helm: Helm, cleanup: dict[str, Any], ttl: str | None) -> None:
     docs = render_chart(helm, {"task": {"cleanup": cleanup, "timeoutSeconds": 5400, "backoffLimit": 1,
-                                        "branchPattern": "agent/{task_id}", "baseBranch": "develop"},
+                                        "branchPattern": "agent/{task_id}", "baseBranch": "develop",
+                                        "idleTimeoutSeconds": 600,
+                                        "budget": {"maxCost": 12.5, "maxTokens": 2000000}},
                                "opencode": {"model": "anthropic/claude-sonnet-4-5", "agent": "plan"}})
     annotations = podtemplate(docs)["metadata"]["annotations"]
     # One channel per consumer: the server reads exactly these annotations ...
@@ -311,6 +313,9 @@ def test_task_defaults_are_podtemplate_annotations_for_the_server_and_configmap_
         "AGENTIC_GIT_AUTHOR_EMAIL": "agent@agentic-sdlc.local",
         "AGENTIC_OPENCODE_MODEL": "anthropic/claude-sonnet-4-5",
         "AGENTIC_OPENCODE_AGENT": "plan",
+        "AGENTIC_IDLE_TIMEOUT_SECONDS": "600",
+        "AGENTIC_MAX_COST": "12.5",
+        "AGENTIC_MAX_TOKENS": "2000000",  # not 2e+06: Helm's numbers are floats
     }
 
 
@@ -322,6 +327,9 @@ def test_defaults_two_hour_timeout_backoff_zero_and_no_model(helm: Helm) -> None
     assert annotations["agentic-sdlc.dev/branch-pattern"] == "agentic/{base_branch}/{task_id}"
     assert "agentic-sdlc.dev/default-model" not in annotations
     assert "AGENTIC_OPENCODE_MODEL" not in find(docs, "ConfigMap")["data"]
+    data = find(docs, "ConfigMap")["data"]
+    assert (data["AGENTIC_IDLE_TIMEOUT_SECONDS"], data["AGENTIC_MAX_COST"], data["AGENTIC_MAX_TOKENS"]) == (
+        "900", "0", "0")  # a 15-minute idle limit, no budget
     assert object_list(docs) == ["ServiceAccount/t-agentic-sdlc-agent-runner-agent",
                                  "ConfigMap/t-agentic-sdlc-agent-runner-config",
                                  "Role/t-agentic-sdlc-agent-runner-task-runner",
