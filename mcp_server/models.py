@@ -82,6 +82,16 @@ EnvironmentField = Annotated[
     _checked(naming.validate_environment_name),
 ]
 DescriptionField = Annotated[str, Field(min_length=1, max_length=4000)]
+MaxCostField = Annotated[float, Field(gt=0, le=100000)]
+MaxTokensField = Annotated[int, Field(ge=1, le=10_000_000_000)]
+_MAX_COST_DESCRIPTION = (
+    "Budget in USD: the agent is stopped (status budget_exceeded, work so far pushed) once the cost "
+    "OpenCode computes from the model's prices passes it. Default: the environment's (chart) default."
+)
+_MAX_TOKENS_DESCRIPTION = (
+    "Budget in tokens (input, output, reasoning, cache read and write): as max_cost. Default: the "
+    "environment's (chart) default."
+)
 RepoPathField = Annotated[str, Field(min_length=1, max_length=1024)]
 
 
@@ -492,14 +502,8 @@ class SpawnTaskRequest(_Model):
     timeout_minutes: Annotated[int, Field(ge=1, le=1440)] | None = Field(
         None, description="Hard time limit of the task. Default: the environment's (chart) default."
     )
-    max_cost: Annotated[float, Field(gt=0, le=100000)] | None = Field(
-        None, description="Budget in USD: the agent is stopped (status budget_exceeded, work so far pushed) "
-        "once the cost OpenCode computes passes it. Default: the environment's (chart) default."
-    )
-    max_tokens: Annotated[int, Field(ge=1, le=10_000_000_000)] | None = Field(
-        None, description="Budget in tokens (input, output, reasoning, cache): as max_cost. Default: the "
-        "environment's (chart) default."
-    )
+    max_cost: MaxCostField | None = Field(None, description=_MAX_COST_DESCRIPTION)
+    max_tokens: MaxTokensField | None = Field(None, description=_MAX_TOKENS_DESCRIPTION)
     model: NameField | None = Field(
         None,
         description="OpenCode model as provider/model, e.g. anthropic/claude-sonnet-4-5. "
@@ -540,14 +544,8 @@ class SpawnAsyncRequest(_Model):
     timeout_minutes: Annotated[int, Field(ge=1, le=1440)] | None = Field(
         None, description="Hard time limit per task. Default: the environment's default."
     )
-    max_cost: Annotated[float, Field(gt=0, le=100000)] | None = Field(
-        None, description="Budget in USD: each agent is stopped (status budget_exceeded, work so far pushed) "
-        "once the cost OpenCode computes passes it. Default: the environment's (chart) default."
-    )
-    max_tokens: Annotated[int, Field(ge=1, le=10_000_000_000)] | None = Field(
-        None, description="Budget in tokens (input, output, reasoning, cache): as max_cost. Default: the "
-        "environment's (chart) default."
-    )
+    max_cost: MaxCostField | None = Field(None, description=_MAX_COST_DESCRIPTION)
+    max_tokens: MaxTokensField | None = Field(None, description=_MAX_TOKENS_DESCRIPTION)
     model: NameField | None = Field(
         None, description="OpenCode model for every task. Default: the environment's."
     )
@@ -587,9 +585,9 @@ class RetryRequest(TaskRequest):
     fresh: bool = Field(
         False, description="Start from the base branch, on a branch of its own (<task branch>-attempt-<n>), "
         "instead of continuing the task branch's pushed head (the previous attempt's work in progress).")
-    max_cost: Annotated[float, Field(gt=0, le=100000)] | None = Field(
+    max_cost: MaxCostField | None = Field(
         None, description="A new budget in USD for this attempt. Default: the previous attempt's.")
-    max_tokens: Annotated[int, Field(ge=1, le=10_000_000_000)] | None = Field(
+    max_tokens: MaxTokensField | None = Field(
         None, description="A new budget in tokens for this attempt. Default: the previous attempt's.")
 
 

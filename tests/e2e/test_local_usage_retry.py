@@ -5,7 +5,6 @@ a scripted model with configured prices, a real bare remote whose branch history
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,9 +13,9 @@ import pytest
 from mcp_server import cli
 from mcp_server.errors import InvalidInput
 from mcp_server.models import FINISHED_PHASES, ListAgentsRequest, RetryRequest, SpawnTaskRequest, TaskRequest
+from tests.e2e import test_local_backend as local_e2e
 from tests.e2e.test_local_backend import make_service, wait_for
-from tests.support.git_remotes import BASE_BRANCH, BareRemote, git
-from tests.support.runner_harness import SCRIPTED_API_KEY, offline_env
+from tests.support.git_remotes import BareRemote
 from tests.support.scripted_model import (
     Prices,
     Script,
@@ -30,6 +29,8 @@ from tests.support.scripted_model import (
 )
 
 pytestmark = pytest.mark.e2e
+developer_repo = local_e2e.developer_repo  # the fixtures of test_local_backend (runner_env uses `model` below)
+runner_env = local_e2e.runner_env
 
 PRICES = Prices(input=3.0, output=15.0)
 CLOSING = Path("/tmp/usage-closing.txt")
@@ -59,24 +60,9 @@ def model() -> Iterator[ScriptedModel]:
 
 
 @pytest.fixture
-def developer_repo(remote: BareRemote, tmp_path: Path) -> Path:
-    work = tmp_path / "dev" / "project"
-    git("clone", "-q", "--branch", BASE_BRANCH, remote.url, str(work))
-    return work
-
-
-@pytest.fixture
-def runner_env(tmp_path: Path, opencode_bin: str, model: ScriptedModel) -> dict[str, str]:
-    home = tmp_path / "home"
-    (home / "tmp").mkdir(parents=True)
-    return {
-        **offline_env(home),
-        "AGENTIC_OPENCODE_BIN": opencode_bin,
-        "AGENTIC_OPENCODE_MODEL": model.model,
-        "AGENTIC_OPENCODE_CONFIG": json.dumps(model.opencode_config()),
-        "SCRIPTED_API_KEY": SCRIPTED_API_KEY,
-        "AGENTIC_IDLE_TIMEOUT_SECONDS": "8",
-    }
+def limits_env(runner_env: dict[str, str]) -> dict[str, str]:
+    """test_local_backend's runner env (with this module's `model`) and a short idle limit."""
+    return {**runner_env, "AGENTIC_IDLE_TIMEOUT_SECONDS": "8"}
 
 
 def finished(service, task_id: str):  # type: ignore[no-untyped-def]
@@ -85,9 +71,9 @@ def finished(service, task_id: str):  # type: ignore[no-untyped-def]
 
 
 def test_budget_stop_then_retry_continues_the_branch_and_a_stall_pushes_its_work(
-    developer_repo: Path, remote: BareRemote, runner_env: dict[str, str], model: ScriptedModel
+    developer_repo: Path, remote: BareRemote, limits_env: dict[str, str], model: ScriptedModel
 ) -> None:
-    service, _backend = make_service(developer_repo, runner_env)
+    service, _backend = make_service(developer_repo, limits_env)
     spawn = service.spawn_task
     spawn(SpawnTaskRequest(task_id="T005", description="Write NOTES.md and finish it", max_cost=0.012))
     spawn(SpawnTaskRequest(task_id="T006", description="Write docs/T006.md"))
