@@ -229,7 +229,7 @@ def test_list_watch_redraws_one_table_until_every_task_has_ended(cli: Cli, tmp_p
         screen = wait_until(lambda: shows("T002", "T003", "$0.0050", "total: 1 steps"), timeout=60,
                             message="both tasks and T002's usage so far on the screen")
         assert screen.count("TASK") == 1  # one table, redrawn in place
-        assert "\x1b[36mrunning\x1b[0m" in tmux.screen()  # coloured on a terminal
+        assert "\x1b[36mrunning\x1b[39m" in tmux.screen()  # coloured on a terminal (as tmux re-encodes it)
         cli.cluster.finish(pods["T002"], 0, result_json("T002", usage=USAGE))
         wait_until(lambda: shows("succeeded", "$0.0191"), timeout=60, message="T002's final usage")
         cli.cluster.finish(pods["T003"], 0, result_json("T003", usage={**USAGE, "cost": 0.001}))
