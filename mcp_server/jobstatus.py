@@ -147,7 +147,15 @@ def derive_status(
         last_log_line=last_line,
         result=result,
         usage=result.usage if result is not None and result.usage is not None else log_usage,
+        previous_usage=_usage(annotations.get(naming.ANNOTATION_PREVIOUS_USAGE)),
     )
+
+
+def _usage(text: str | None) -> TaskUsage | None:
+    try:
+        return TaskUsage.model_validate_json(text) if text else None
+    except ValueError:
+        return None
 
 
 def latest_attempts(jobs: Sequence[Obj]) -> list[Obj]:

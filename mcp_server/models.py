@@ -107,12 +107,16 @@ class TaskSpec(TaskContext):
 
     timeout_minutes: int | None = None
     attempt: int = Field(1, ge=1, description="Which attempt of the task (retry_task makes the next).")
+    previous_usage: TaskUsage | None = None
+    """What the task's earlier attempts used together (a retry's)."""
     title: str | None = None
     """The task's line (its Job's description annotation) when `description` is a longer prompt,
     such as the delegation prompt spec-kit wrote for it."""
 
     def context(self) -> TaskContext:
-        return TaskContext.model_validate(self.model_dump(exclude={"timeout_minutes", "title", "attempt"}))
+        return TaskContext.model_validate(
+            self.model_dump(exclude={"timeout_minutes", "title", "attempt", "previous_usage"})
+        )
 
     @property
     def summary(self) -> str:
@@ -191,6 +195,8 @@ class TaskStatus(_Model):
     usage: TaskUsage | None = Field(
         None, description="Tokens, cost, steps, tool calls: the final figure of a finished task, the usage "
         "so far (its latest usage log line) of a running one.")
+    previous_usage: TaskUsage | None = Field(
+        None, description="What the task's earlier attempts used together (null for a first attempt).")
 
     @property
     def finished(self) -> bool:
@@ -222,12 +228,14 @@ class AgentInfo(_Model):
     last_log_line: str | None = None
     result_summary: str | None = None
     usage: TaskUsage | None = Field(None, description="Final usage when finished, usage so far while running.")
+    previous_usage: TaskUsage | None = Field(None, description="The earlier attempts' usage together.")
 
     @classmethod
     def from_status(cls, status: TaskStatus) -> AgentInfo:
         summary = None
-        if status.result is not None:
-            summary = status.result.summary or status.result.error or status.result.status
+        if (r := status.result) is not None:  # a task that did not succeed: its error first
+            ok = r.status in ("succeeded", "no_changes")
+            summary = ((r.summary or r.error) if ok else (r.error or r.summary)) or r.status
         return cls(
             task_id=status.task_id,
             environment=status.environment,
@@ -245,13 +253,14 @@ class AgentInfo(_Model):
             last_log_line=status.last_log_line,
             result_summary=summary,
             usage=status.usage,
+            previous_usage=status.previous_usage,
         )
 
 
 class UsageTotals(_Model):
     """The listed tasks' usage summed (final figures and usage so far alike)."""
 
-    all: TaskUsage = Field(default_factory=TaskUsage)
+    all: TaskUsage = Field(default_factory=TaskUsage, description="Every attempt of every listed task.")
     by_environment: dict[str, TaskUsage] = Field(default_factory=dict)
     by_feature: dict[str, TaskUsage] = Field(
         default_factory=dict, description="By spec-kit feature directory (else the base branch).")
@@ -260,14 +269,15 @@ class UsageTotals(_Model):
     def of(cls, agents: list[AgentInfo]) -> UsageTotals:
         totals = cls()
         for agent in agents:
-            if agent.usage is None:
-                continue
-            feature = agent.feature_dir or agent.base_branch or "(none)"
-            totals.all = totals.all.plus(agent.usage)
-            env = totals.by_environment
-            env[agent.environment] = env.get(agent.environment, TaskUsage(model=agent.usage.model)).plus(agent.usage)
-            feat = totals.by_feature
-            feat[feature] = feat.get(feature, TaskUsage(model=agent.usage.model)).plus(agent.usage)
+            for usage in (agent.usage, agent.previous_usage):  # every attempt counts
+                if usage is None:
+                    continue
+                feature = agent.feature_dir or agent.base_branch or "(none)"
+                totals.all = totals.all.plus(usage)
+                env = totals.by_environment
+                env[agent.environment] = env.get(agent.environment, TaskUsage(model=usage.model)).plus(usage)
+                feat = totals.by_feature
+                feat[feature] = feat.get(feature, TaskUsage(model=usage.model)).plus(usage)
         return totals
 
 

@@ -29,6 +29,7 @@ ANNOTATION_DESCRIPTION = f"{DOMAIN}/description"
 ANNOTATION_TASK_CONTEXT = f"{DOMAIN}/task-context"
 ANNOTATION_FEATURE_DIR = f"{DOMAIN}/feature-dir"
 LABEL_ATTEMPT = f"{DOMAIN}/attempt"
+ANNOTATION_PREVIOUS_USAGE = f"{DOMAIN}/previous-usage"
 
 # Task defaults the chart puts on its PodTemplate object.
 TEMPLATE_ACTIVE_DEADLINE = f"{DOMAIN}/active-deadline-seconds"

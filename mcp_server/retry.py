@@ -108,7 +108,10 @@ def next_spec(backend: Backend, req: RetryRequest, status: TaskStatus) -> TaskSp
     if req.max_tokens is not None:
         update["max_tokens"] = req.max_tokens
     fields = {**context.model_dump(), **update}
-    return TaskSpec(**fields, attempt=attempt, title=status.description or original.splitlines()[0][:500])
+    earlier = [u for u in (status.previous_usage, status.usage) if u is not None]
+    previous = earlier[0].plus(earlier[1]) if len(earlier) == 2 else (earlier[0] if earlier else None)
+    return TaskSpec(**fields, attempt=attempt, previous_usage=previous,
+                    title=status.description or original.splitlines()[0][:500])
 
 
 def retry(backend: Backend, req: RetryRequest) -> tuple[TaskHandle, TaskStatus]:

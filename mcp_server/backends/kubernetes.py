@@ -174,6 +174,11 @@ class KubernetesBackend:
                     naming.ANNOTATION_TASK_BRANCH: spec.task_branch,
                     naming.ANNOTATION_DESCRIPTION: spec.summary,
                     **({naming.ANNOTATION_FEATURE_DIR: spec.feature_dir} if spec.feature_dir else {}),
+                    **(
+                        {naming.ANNOTATION_PREVIOUS_USAGE: spec.previous_usage.model_dump_json()}
+                        if spec.previous_usage is not None
+                        else {}
+                    ),
                 },
             },
             "spec": job_spec,

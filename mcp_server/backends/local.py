@@ -50,6 +50,7 @@ from mcp_server.models import (
     TaskStatus,
 )
 from mcp_server.runner.contract import TaskContext
+from mcp_server.runner.result import TaskUsage
 from mcp_server.runner.usage import usage_from_lines
 from mcp_server.timeutil import now, parse_time
 
@@ -385,4 +386,5 @@ def _status_of(
         last_log_line=(tail[-1] if tail else None) if last_line else None,
         result=result,
         usage=result.usage if result is not None and result.usage is not None else usage_from_lines(tail),
+        previous_usage=TaskUsage.model_validate(spec["previous_usage"]) if spec.get("previous_usage") else None,
     )

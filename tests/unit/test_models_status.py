@@ -178,6 +178,7 @@ def test_a_finished_task_in_full() -> None:
         "exit_code": 0,
         "attempt": 1,
         "usage": None,
+        "previous_usage": None,
     }
     assert status.result is not None and status.result.summary == "did it" and status.result.pushed
     info = AgentInfo.from_status(status)
