@@ -104,7 +104,7 @@ def test_a_model_that_loops_past_the_cost_budget_is_stopped_with_its_work_pushed
 def test_the_token_budget_of_the_environment_applies_when_the_task_names_none(remote: BareRemote, harness) -> None:
     script = looping(FIRST, 40, usage=Usage(1000, 100))
     with ScriptedModel(script, prices=PRICES) as model:
-        run = harness(model).run(task_context(remote.url), AGENTIC_MAX_TOKENS="2500")
+        run = harness(model).run(task_context(remote.url), AGENTIC_BUDGET='{"max_cost": 0, "max_tokens": 2500}')
     assert_wip(run, remote, "budget_exceeded")
     assert run.result is not None and run.result.error == "stopped: 3300 tokens passed the budget max_tokens 2500"
 

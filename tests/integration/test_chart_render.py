@@ -314,8 +314,7 @@ def test_task_defaults_are_podtemplate_annotations_for_the_server_and_configmap_
         "AGENTIC_OPENCODE_MODEL": "anthropic/claude-sonnet-4-5",
         "AGENTIC_OPENCODE_AGENT": "plan",
         "AGENTIC_IDLE_TIMEOUT_SECONDS": "600",
-        "AGENTIC_MAX_COST": "12.5",
-        "AGENTIC_MAX_TOKENS": "2000000",  # not 2e+06: Helm's numbers are floats
+        "AGENTIC_BUDGET": '{"max_cost":12.5,"max_tokens":2000000}',  # not 2e+06: Helm's numbers are floats
     }
 
 
@@ -328,8 +327,8 @@ def test_defaults_two_hour_timeout_backoff_zero_and_no_model(helm: Helm) -> None
     assert "agentic-sdlc.dev/default-model" not in annotations
     assert "AGENTIC_OPENCODE_MODEL" not in find(docs, "ConfigMap")["data"]
     data = find(docs, "ConfigMap")["data"]
-    assert (data["AGENTIC_IDLE_TIMEOUT_SECONDS"], data["AGENTIC_MAX_COST"], data["AGENTIC_MAX_TOKENS"]) == (
-        "900", "0", "0")  # a 15-minute idle limit, no budget
+    assert (data["AGENTIC_IDLE_TIMEOUT_SECONDS"], data["AGENTIC_BUDGET"]) == (
+        "900", '{"max_cost":0,"max_tokens":0}')  # a 15-minute idle limit, no budget
     assert object_list(docs) == ["ServiceAccount/t-agentic-sdlc-agent-runner-agent",
                                  "ConfigMap/t-agentic-sdlc-agent-runner-config",
                                  "Role/t-agentic-sdlc-agent-runner-task-runner",

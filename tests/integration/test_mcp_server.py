@@ -113,6 +113,7 @@ async def test_spawn_creates_a_job_from_the_chart_podtemplate(world: World) -> N
         "base_branch": FEATURE,
         "created": True,
         "backend": "kubernetes",
+        "attempt": 1,
     }
     job = world.cluster.get("job", job_name)
     template = world.cluster.get("podtemplate", POD_TEMPLATE)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import threading
 import time
 
@@ -95,3 +96,23 @@ def test_usage_lines_are_read_tolerantly() -> None:
     assert usage_from_lines(["plain", '{"phase": "agent", "msg": "x", "usage": "no"}', '{"usage": {}}']) is None
     line = '{"phase": "agent", "msg": "usage so far", "usage": {"steps": 2, "cost": 0.5, "future_key": 1}}'
     assert usage_from_lines([line, "later line"]) == TaskUsage(steps=2, cost=0.5)
+
+
+def test_the_environments_budget_comes_from_agentic_budget_and_bad_ones_are_refused() -> None:
+    import pytest
+
+    from mcp_server.errors import ConfigError
+    from mcp_server.runner.settings import Settings
+
+    settings = Settings.from_environ({"AGENTIC_BUDGET": '{"max_cost": 2.5, "max_tokens": 200000}'})
+    assert (settings.max_cost, settings.max_tokens) == (2.5, 200000)
+    assert (Settings.from_environ({"AGENTIC_BUDGET": '{"max_cost": 0}'}).max_cost) is None  # 0: no limit
+    assert Settings.from_environ({"AGENTIC_IDLE_TIMEOUT_SECONDS": "30"}).idle_timeout_seconds == 30
+    for raw, message in (
+        ('{"max_tokens": 1.5}', "invalid AGENTIC_BUDGET: max_tokens is not allowed; allowed: a JSON object"),
+        ('{"max_cost": -1}', "invalid AGENTIC_BUDGET: max_cost is not allowed"),
+        ('{"tokens": 5}', "invalid AGENTIC_BUDGET: unknown key 'tokens'"),
+        ("[1]", "invalid AGENTIC_BUDGET: it is a JSON list; allowed: a JSON object {\"max_cost\""),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            Settings.from_environ({"AGENTIC_BUDGET": raw})
