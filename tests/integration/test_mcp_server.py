@@ -153,6 +153,9 @@ async def test_spawn_creates_a_job_from_the_chart_podtemplate(world: World) -> N
                 "content": (world.repo / "specs" / FEATURE / "plan.md").read_text(),
             }
         ],
+        "max_cost": None,  # the environment's (chart) budget and idle limit apply
+        "max_tokens": None,
+        "idle_timeout_seconds": None,
     }
     # The task defaults come from the PodTemplate's annotations.
     assert (
@@ -354,6 +357,8 @@ async def test_list_and_status_show_phases_results_and_last_lines(world: World) 
             "failed": 1,
             "timed_out": 0,
             "cancelled": 0,
+            "budget_exceeded": 0,
+            "stalled": 0,
         }
 
         failed = (await mcp.call("get_task_status", {"task_id": "T003"})).ok
@@ -362,9 +367,9 @@ async def test_list_and_status_show_phases_results_and_last_lines(world: World) 
             "BackoffLimitExceeded",
             1,
         )
-        assert failed["result"] == json.loads(result_json("T003", "failed", error="boom"))
+        assert failed["result"] == {**json.loads(result_json("T003", "failed", error="boom")), "usage": None}
         done = (await mcp.call("get_task_status", {"task_id": "T005"})).ok
-        assert done["phase"] == "succeeded" and done["result"] == json.loads(result_json("T005"))
+        assert done["phase"] == "succeeded" and done["result"] == {**json.loads(result_json("T005")), "usage": None}
         running = (await mcp.call("get_task_status", {"task_id": "T002"})).ok
         assert (running["phase"], running["step"], running["result"]) == ("running", "agent", None)
         missing = await mcp.call("get_task_status", {"task_id": "T404"})

@@ -209,8 +209,10 @@ class Tmux:
         return self.tmux("capture-pane", "-p", "-t", "watch")
 
     def dead(self) -> tuple[bool, str]:
+        """Whether the command has ended, and its exit status (empty until tmux has it)."""
         out = self.tmux("display-message", "-p", "-t", "watch", "#{pane_dead} #{pane_dead_status}").split()
-        return out[0] == "1", (out[1] if len(out) > 1 else "")
+        dead = out[0] == "1"
+        return dead, (out[1] if dead and len(out) > 1 else "")
 
     def close(self) -> None:
         subprocess.run(["tmux", "-S", self.socket, "kill-server"], capture_output=True)
@@ -233,8 +235,8 @@ def test_list_watch_redraws_one_table_until_every_task_has_ended(cli: Cli, tmp_p
         cli.cluster.finish(pods["T002"], 0, result_json("T002", usage=USAGE))
         wait_until(lambda: shows("succeeded", "$0.0191"), timeout=60, message="T002's final usage")
         cli.cluster.finish(pods["T003"], 0, result_json("T003", usage={**USAGE, "cost": 0.001}))
-        dead = wait_until(lambda: tmux.dead()[0] or None, timeout=60, message="watch to end by itself")
-        assert dead and tmux.dead()[1] == "0"
+        status = wait_until(lambda: tmux.dead()[1] or None, timeout=60, message="watch to end by itself")
+        assert status == "0"
         final = tmux.plain()
         assert final.count("TASK") == 1 and final.count("succeeded") == 2
         assert "total: 6 steps, 4 tool calls, 12.6k tokens, $0.0201" in final
@@ -249,7 +251,7 @@ def test_list_watch_quits_on_q(cli: Cli, tmp_path: Path) -> None:
         wait_until(lambda: "T002" in tmux.plain() or None, timeout=60, message="the table")
         time.sleep(0.5)
         tmux.tmux("send-keys", "-t", "watch", "q")
-        wait_until(lambda: tmux.dead()[0] or None, timeout=30, message="watch to quit on q")
-        assert tmux.dead()[1] == "0"
+        status = wait_until(lambda: tmux.dead()[1] or None, timeout=30, message="watch to quit on q")
+        assert status == "0"
     finally:
         tmux.close()
