@@ -29,6 +29,8 @@ def failure_reason(status: TaskStatus) -> str:
         return "cancelled" + (f": {result.error}" if result is not None and result.error else "")
     if status.phase == "timed_out":
         return "timed out" + (f" ({status.reason})" if status.reason else "")
+    if status.phase in ("budget_exceeded", "stalled") and result is not None and result.error:
+        return f"{status.phase}: {result.error}"
     if result is not None and result.error:
         return result.error
     return status.reason or status.phase
@@ -56,6 +58,17 @@ def _report(status: TaskStatus) -> str:
             f"pushed: {str(result.pushed).lower()}",
             f"files: {', '.join(result.files_changed)}",
         ]
+    usage = status.usage
+    if usage is not None:
+        lines += [
+            f"usage: {usage.steps} steps, {usage.tool_calls} tool calls, model {usage.model or ''}",
+            f"tokens: {usage.total_tokens} (input {usage.input_tokens}, output {usage.output_tokens}, "
+            f"reasoning {usage.reasoning_tokens}, cache read {usage.cache_read_tokens}, "
+            f"cache write {usage.cache_write_tokens})",
+            f"cost: {usage.cost:.6f} USD",
+        ]
+    if status.attempt > 1:
+        lines.append(f"attempt: {status.attempt}")
     lines += [
         f"environment: {status.environment} (namespace {status.namespace})",
         f"job: {status.job}",

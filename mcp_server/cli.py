@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import anyio
 from pydantic import BaseModel
 
-from mcp_server import __version__
+from mcp_server import __version__, agent_table
 from mcp_server.errors import RunnerError
 from mcp_server.logs.prefix import Prefixer
 from mcp_server.models import (
@@ -28,6 +28,7 @@ from mcp_server.models import (
     ListAgentsRequest,
     LogLine,
     MergeRequest,
+    RetryRequest,
     SpawnAsyncRequest,
     SpawnTaskRequest,
     StreamLogsRequest,
@@ -36,6 +37,7 @@ from mcp_server.models import (
     TaskRequest,
     TaskStatus,
 )
+from mcp_server.runner.usage import describe as describe_usage
 from mcp_server.validation import parse
 
 if TYPE_CHECKING:
@@ -43,7 +45,7 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 FOLLOW_WAIT_SECONDS = 10.0
-FAILED_PHASES = ("failed", "timed_out", "cancelled")
+FAILED_PHASES = ("failed", "timed_out", "cancelled", "budget_exceeded", "stalled")
 
 
 # -- argument parsing ---------------------------------------------------------------------------
@@ -65,6 +67,12 @@ def _common(parser: argparse.ArgumentParser, top: bool) -> None:
         default="table" if top else argparse.SUPPRESS,
         help="output format (default: table)",
     )
+
+
+def _budget_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-cost", type=float, metavar="USD",
+                   help="stop the agent (budget_exceeded, work pushed) once its cost passes this")
+    p.add_argument("--max-tokens", type=int, metavar="N", help="the same for its tokens (all kinds)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="git Secret of the environment (chart git.secrets) the pod's git containers use")
     p.add_argument("--base-branch", "--branch", dest="base_branch", help="feature branch (default: current)")
     p.add_argument("--timeout-minutes", type=int)
+    _budget_options(p)
     p.add_argument("--model")
     p.add_argument("--agent")
     p.add_argument(
@@ -123,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repo")
     p.add_argument("--ssh-secret", metavar="NAME", help="git Secret of the environment (chart git.secrets)")
     p.add_argument("--timeout-minutes", type=int)
+    _budget_options(p)
     p.add_argument("--model")
 
     p = command("logs", "print the tasks' logs (-f: follow, like stern)")
@@ -142,6 +152,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all-environments", "-A", action="store_true")
     p.add_argument("--limit", type=int, help="at most this many tasks (a page); prints how to get the next one")
     p.add_argument("--continue", dest="continue_token", metavar="TOKEN", help="the next page (printed by --limit)")
+    p.add_argument(
+        "--watch", "-w", action="store_true",
+        help="redraw the table in place until every task has ended (q or Ctrl-C quits); with -o json one "
+        "document per refresh",
+    )
+    p.add_argument("--interval", type=float, default=2.0, metavar="SECONDS", help="refresh interval of --watch")
+
+    p = command("retry", "start the next attempt of a failed, timed-out, budget-stopped or stalled task")
+    p.add_argument("task_id", metavar="TASK_ID")
+    p.add_argument("--base-branch", "--branch", dest="base_branch")
+    p.add_argument("--fresh", action="store_true",
+                   help="start from the base branch on a branch of its own, not from the task branch's head")
+    _budget_options(p)
 
     for name, text in (("status", "show one task and its result"), ("cancel", "stop and delete one task")):
         p = command(name, text)
@@ -194,28 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
 # -- output -------------------------------------------------------------------------------------
 
 
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60}m"
-    return f"{s // 86400}d{s % 86400 // 3600}h"
-
-
 def _table(rows: list[list[str]], out: TextIO) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        out.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() + "\n")
-
-
-def _cut(text: str | None, size: int) -> str:
-    text = (text or "").replace("\n", " ")
-    return text if len(text) <= size else text[: size - 1] + "…"
+    for line in agent_table.render(rows):
+        out.write(line + "\n")
 
 
 def print_agents(result: AgentList, out: TextIO) -> None:
@@ -224,21 +228,9 @@ def print_agents(result: AgentList, out: TextIO) -> None:
     if not result.agents:
         out.write(f"no tasks in {', '.join(result.environments)}\n")
         return
-    rows = [["TASK", "ENV", "PHASE", "BRANCH", "AGE", "DURATION", "NODE", "LAST LINE / RESULT"]]
-    for a in result.agents:
-        rows.append(
-            [
-                a.task_id,
-                a.environment,
-                a.phase,
-                a.branch or "-",
-                _age(a.age_seconds),
-                _age(a.duration_seconds),
-                a.node or "-",
-                _cut(a.result_summary or a.last_log_line, 60),
-            ]
-        )
-    _table(rows, out)
+    _table([agent_table.HEADER, *(agent_table.row(a) for a in result.agents)], out)
+    for line in agent_table.totals_lines(result):
+        out.write(line + "\n")
     if result.continue_token:
         left = f" ({result.remaining} more)" if result.remaining is not None else ""
         out.write(f"next page{left}: --continue {result.continue_token}\n")
@@ -255,8 +247,9 @@ def print_status(status: TaskStatus, out: TextIO) -> None:
         ("step", status.step),
         ("node", status.node),
         ("pods", ", ".join(status.pods) or None),
-        ("age", _age(status.age_seconds)),
-        ("duration", _age(status.duration_seconds)),
+        ("attempt", status.attempt),
+        ("age", agent_table.age(status.age_seconds)),
+        ("duration", agent_table.age(status.duration_seconds)),
         ("exit code", status.exit_code),
         ("last line", status.last_log_line),
     ]
@@ -270,6 +263,14 @@ def print_status(status: TaskStatus, out: TextIO) -> None:
             ("files", ", ".join(r.files_changed) or None),
             ("summary", r.summary),
             ("error", r.error),
+        ]
+    if status.usage is not None:
+        u = status.usage
+        fields += [
+            ("usage", ("" if status.finished else "so far: ") + describe_usage(u)
+             + (f", model {u.model}" if u.model else "")),
+            ("tokens", f"input {u.input_tokens}, output {u.output_tokens}, reasoning {u.reasoning_tokens}, "
+             f"cache read {u.cache_read_tokens}, cache write {u.cache_write_tokens}"),
         ]
     for key, value in fields:
         if value not in (None, ""):
@@ -289,8 +290,9 @@ def _message(result: Any, out: TextIO) -> None:
 
 def _handle(result: Any, out: TextIO) -> None:
     state = "created" if result.created else "exists already"
+    attempt = f" attempt {result.attempt}," if result.attempt > 1 else ""
     out.write(
-        f"{result.task_id}: job {result.job} in {result.namespace} ({result.environment}), "
+        f"{result.task_id}:{attempt} job {result.job} in {result.namespace} ({result.environment}), "
         f"branch {result.branch} — {state}\n"
     )
 
@@ -334,6 +336,8 @@ def _spawn_request(service: RunnerService, args: argparse.Namespace) -> SpawnTas
             base_branch=args.base_branch,
             environment=args.env,
             timeout_minutes=args.timeout_minutes,
+            max_cost=args.max_cost,
+            max_tokens=args.max_tokens,
             model=args.model,
             agent=args.agent,
             feature_dir=_repo_path(service, args.context_dir),
@@ -421,6 +425,8 @@ def run(
                     environment=args.env,
                     repo=args.repo,
                     timeout_minutes=args.timeout_minutes,
+                    max_cost=args.max_cost,
+                    max_tokens=args.max_tokens,
                     model=args.model,
                     ssh_secret=args.ssh_secret,
                 ),
@@ -455,7 +461,18 @@ def run(
                     continue_token=args.continue_token,
                 ),
             )
+            if args.watch:
+                from mcp_server.watch import watch
+
+                return watch(lambda: service.list_agents(request), args.output, args.interval, out)
             _print(service.list_agents(request), args.output, out, print_agents)
+        elif args.command == "retry":
+            retry_request = parse(
+                RetryRequest,
+                _given(task_id=args.task_id, base_branch=args.base_branch, environment=args.env,
+                       fresh=args.fresh, max_cost=args.max_cost, max_tokens=args.max_tokens),
+            )
+            _print(service.retry(retry_request), args.output, out, _handle)
         elif args.command in ("status", "cancel"):
             ref = parse(TaskRequest, _given(task_id=args.task_id, base_branch=args.base_branch, environment=args.env))
             if args.command == "cancel":

@@ -30,6 +30,9 @@ class ChartDefaults:
     author_email: str
     repo_hosts: str = "[]"
     """`git.hosts` as the JSON `mcp_server.repohosts.parse_rules` reads."""
+    max_cost: float | None = None
+    max_tokens: int | None = None
+    idle_timeout_seconds: float | None = None
 
 
 def _get(values: dict[str, Any], path: str) -> Any:
@@ -58,4 +61,7 @@ def chart_defaults() -> ChartDefaults:
         author_email=str(_get(values, "git.author.email")),
         repo_hosts=json.dumps([{"host": h["host"], "insecure": bool(h.get("insecure", False))}
                                for h in _get(values, "git.hosts")]),
+        max_cost=float(_get(values, "task.budget.maxCost")) or None,
+        max_tokens=int(_get(values, "task.budget.maxTokens")) or None,
+        idle_timeout_seconds=float(_get(values, "task.idleTimeoutSeconds")) or None,
     )

@@ -45,7 +45,10 @@ def own_facts(status: TaskStatus) -> dict[str, Any]:
         "base_branch": status.base_branch,
         "phase": status.phase,
         "created_at": iso(status.created_at),
+        "attempt": status.attempt,
     }
+    if status.usage is not None and status.finished:  # not the usage so far: no rewrite per step
+        facts["usage"] = status.usage.model_dump(mode="json")
     if result is not None:
         facts.update(
             result=result.status, head_sha=result.head_sha, commits=result.commits, pushed=result.pushed

@@ -2,8 +2,9 @@
 
 Phases: pending, running, succeeded, failed, timed_out, cancelled. From the Job's conditions first
 (Complete / Failed with reason DeadlineExceeded = timed out), then the newest pod, then the
-runner's result (its `status` says timed_out or cancelled when the runner noticed it itself).
-A Job being deleted is cancelled.
+runner's result (its `status` says timed_out, cancelled, budget_exceeded or stalled when the
+runner stopped for that itself). A Job being deleted is cancelled. Usage: the result's final figure,
+else the latest usage line of the log tail read (a running task's usage so far).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from typing import Any
 
 from mcp_server import naming
 from mcp_server.logs.results import parse_result, runner_step
-from mcp_server.models import CANCELLING, Phase, TaskResult, TaskStatus
+from mcp_server.models import CANCELLING, Phase, TaskResult, TaskStatus, TaskUsage
 from mcp_server.timeutil import parse_time
 
 Obj = Mapping[str, Any]
 OOM_KILLED = "OOMKilled"
 """The kubelet's reason for a container whose memory cgroup ran out of memory."""
+STOP_PHASES: frozenset[str] = frozenset({"timed_out", "cancelled", "budget_exceeded", "stalled"})
+"""Result statuses of a runner that stopped for a reason of its own: the task's phase."""
 
 
 def _conditions(job: Obj) -> dict[str, Obj]:
@@ -65,8 +68,8 @@ def _phase(job: Obj, pod: Obj | None, result: TaskResult | None) -> tuple[Phase,
         reason = failed.get("reason")
         if reason == "DeadlineExceeded":
             return "timed_out", reason
-        if result is not None and result.status in ("timed_out", "cancelled"):
-            return result.status, reason
+        if result is not None and result.status in STOP_PHASES:
+            return result.status, reason  # type: ignore[return-value]
         if pod is not None and agent_state(pod).get("terminated", {}).get("reason") == OOM_KILLED:
             return "failed", OOM_KILLED  # more telling than the Job's BackoffLimitExceeded
         return "failed", reason
@@ -80,8 +83,8 @@ def _phase(job: Obj, pod: Obj | None, result: TaskResult | None) -> tuple[Phase,
         return "succeeded", None
     if pod_phase == "Failed" or "terminated" in state:
         code = state.get("terminated", {}).get("exitCode")
-        if result is not None and result.status in ("timed_out", "cancelled"):
-            return result.status, None
+        if result is not None and result.status in STOP_PHASES:
+            return result.status, None  # type: ignore[return-value]
         if code == 0:
             return "succeeded", None
         return "failed", state.get("terminated", {}).get("reason") or pod.get("status", {}).get("reason")
@@ -98,6 +101,7 @@ def derive_status(
     now: datetime,
     last_line: str | None = None,
     log_result: TaskResult | None = None,
+    log_usage: TaskUsage | None = None,
 ) -> TaskStatus:
     """The status of one task from its Job and its pods (any order)."""
     meta = job["metadata"]
@@ -129,6 +133,7 @@ def derive_status(
         description=annotations.get(naming.ANNOTATION_DESCRIPTION),
         feature_dir=annotations.get(naming.ANNOTATION_FEATURE_DIR),
         phase=phase,
+        attempt=naming.attempt_of(labels),
         step=runner_step(last_line) if last_line else None,
         reason=reason,
         created_at=created,
@@ -141,4 +146,28 @@ def derive_status(
         exit_code=terminated.get("exitCode"),
         last_log_line=last_line,
         result=result,
+        usage=result.usage if result is not None and result.usage is not None else log_usage,
+        previous_usage=_usage(annotations.get(naming.ANNOTATION_PREVIOUS_USAGE)),
     )
+
+
+def _usage(text: str | None) -> TaskUsage | None:
+    try:
+        return TaskUsage.model_validate_json(text) if text else None
+    except ValueError:
+        return None
+
+
+def latest_attempts(jobs: Sequence[Obj]) -> list[Obj]:
+    """The Jobs less those superseded by a later attempt of the same task (task id and base branch):
+    while a retry replaces its predecessor both exist for a moment, and the task is the newest."""
+    best: dict[tuple[str | None, str | None], tuple[int, str]] = {}
+    for job in jobs:
+        meta = job["metadata"]
+        labels = meta.get("labels") or {}
+        key = (labels.get(naming.LABEL_TASK_ID), (meta.get("annotations") or {}).get(naming.ANNOTATION_BASE_BRANCH))
+        attempt = naming.attempt_of(labels)
+        if key not in best or attempt > best[key][0]:
+            best[key] = (attempt, meta["name"])
+    keep = {name for _attempt, name in best.values()}
+    return [job for job in jobs if job["metadata"]["name"] in keep]

@@ -21,11 +21,17 @@ from pydantic_core import PydanticCustomError
 from mcp_server import naming
 from mcp_server.errors import InvalidInput
 from mcp_server.runner.contract import TaskContext  # the runner's contract, also the server's
-from mcp_server.runner.result import TaskResult
+from mcp_server.runner.result import TaskResult, TaskUsage
 
-Phase = Literal["pending", "running", "succeeded", "failed", "timed_out", "cancelled"]
-PHASES: tuple[str, ...] = ("pending", "running", "succeeded", "failed", "timed_out", "cancelled")
-FINISHED_PHASES = frozenset({"succeeded", "failed", "timed_out", "cancelled"})
+Phase = Literal[
+    "pending", "running", "succeeded", "failed", "timed_out", "cancelled", "budget_exceeded", "stalled"
+]
+PHASES: tuple[str, ...] = (
+    "pending", "running", "succeeded", "failed", "timed_out", "cancelled", "budget_exceeded", "stalled"
+)
+FINISHED_PHASES = frozenset({"succeeded", "failed", "timed_out", "cancelled", "budget_exceeded", "stalled"})
+RETRYABLE_PHASES = frozenset({"failed", "timed_out", "budget_exceeded", "stalled"})
+"""The phases retry_task starts a new attempt from."""
 BackendName = Literal["kubernetes", "local"]
 CANCELLING = "Cancelled"
 """The reason of a task whose cancel is under way: a Job being deleted, a local run being stopped."""
@@ -101,6 +107,16 @@ ContinueTokenField = Annotated[
     _checked(_continue_token),
 ]
 DescriptionField = Annotated[str, Field(min_length=1, max_length=4000)]
+MaxCostField = Annotated[float, Field(gt=0, le=100000)]
+MaxTokensField = Annotated[int, Field(ge=1, le=10_000_000_000)]
+_MAX_COST_DESCRIPTION = (
+    "Budget in USD: the agent is stopped (status budget_exceeded, work so far pushed) once the cost "
+    "OpenCode computes from the model's prices passes it. Default: the environment's (chart) default."
+)
+_MAX_TOKENS_DESCRIPTION = (
+    "Budget in tokens (input, output, reasoning, cache read and write): as max_cost. Default: the "
+    "environment's (chart) default."
+)
 RepoPathField = Annotated[str, Field(min_length=1, max_length=1024)]
 
 
@@ -115,6 +131,9 @@ class TaskSpec(TaskContext):
     """A resolved task handed to a backend. `timeout_minutes=None` means the environment's default."""
 
     timeout_minutes: int | None = None
+    attempt: int = Field(1, ge=1, description="Which attempt of the task (retry_task makes the next).")
+    previous_usage: TaskUsage | None = None
+    """What the task's earlier attempts used together (a retry's)."""
     title: str | None = None
     """The task's line (its Job's description annotation) when `description` is a longer prompt,
     such as the delegation prompt spec-kit wrote for it."""
@@ -122,7 +141,9 @@ class TaskSpec(TaskContext):
     """The git Secret the git containers mount (one the environment lists); None: its default."""
 
     def context(self) -> TaskContext:
-        return TaskContext.model_validate(self.model_dump(exclude={"timeout_minutes", "title", "ssh_secret"}))
+        return TaskContext.model_validate(
+            self.model_dump(exclude={"timeout_minutes", "title", "ssh_secret", "attempt", "previous_usage"})
+        )
 
     @property
     def summary(self) -> str:
@@ -144,6 +165,7 @@ class TaskHandle(_Model):
     base_branch: str
     created: bool = Field(description="False when the task already existed and was returned as is.")
     backend: BackendName = "kubernetes"
+    attempt: int = Field(1, description="Which attempt of the task (retry_task makes the next).")
 
     @classmethod
     def from_status(cls, status: TaskStatus, created: bool = False) -> TaskHandle:
@@ -157,6 +179,7 @@ class TaskHandle(_Model):
             base_branch=status.base_branch or "",
             created=created,
             backend=status.backend,
+            attempt=status.attempt,
         )
 
 
@@ -183,6 +206,7 @@ class TaskStatus(_Model):
     description: str | None = None
     feature_dir: str | None = Field(None, description="The spec-kit feature directory of the task (repo-relative).")
     phase: Phase
+    attempt: int = Field(1, description="Which attempt of the task this is (retry_task makes the next).")
     step: str | None = Field(None, description="The runner's last reported step (clone, agent, push, ...).")
     reason: str | None = Field(None, description="Why the task is in its phase, e.g. DeadlineExceeded.")
     created_at: datetime | None = None
@@ -195,6 +219,11 @@ class TaskStatus(_Model):
     exit_code: int | None = None
     last_log_line: str | None = None
     result: TaskResult | None = None
+    usage: TaskUsage | None = Field(
+        None, description="Tokens, cost, steps, tool calls: the final figure of a finished task, the usage "
+        "so far (its latest usage log line) of a running one.")
+    previous_usage: TaskUsage | None = Field(
+        None, description="What the task's earlier attempts used together (null for a first attempt).")
 
     @property
     def finished(self) -> bool:
@@ -215,6 +244,9 @@ class AgentInfo(_Model):
     branch: str | None = None
     job: str
     phase: Phase
+    attempt: int = 1
+    step: str | None = None
+    feature_dir: str | None = None
     age_seconds: float | None = None
     duration_seconds: float | None = None
     node: str | None = None
@@ -222,12 +254,15 @@ class AgentInfo(_Model):
         None, description="Why the task is in its phase, e.g. OOMKilled, DeadlineExceeded, BackoffLimitExceeded.")
     last_log_line: str | None = None
     result_summary: str | None = None
+    usage: TaskUsage | None = Field(None, description="Final usage when finished, usage so far while running.")
+    previous_usage: TaskUsage | None = Field(None, description="The earlier attempts' usage together.")
 
     @classmethod
     def from_status(cls, status: TaskStatus) -> AgentInfo:
         summary = None
-        if status.result is not None:
-            summary = status.result.summary or status.result.error or status.result.status
+        if (r := status.result) is not None:  # a task that did not succeed: its error first
+            ok = r.status in ("succeeded", "no_changes")
+            summary = ((r.summary or r.error) if ok else (r.error or r.summary)) or r.status
         return cls(
             task_id=status.task_id,
             environment=status.environment,
@@ -235,19 +270,49 @@ class AgentInfo(_Model):
             branch=status.branch,
             job=status.job,
             phase=status.phase,
+            attempt=status.attempt,
+            step=status.step,
+            feature_dir=status.feature_dir,
             age_seconds=status.age_seconds,
             duration_seconds=status.duration_seconds,
             node=status.node,
             reason=status.reason,
             last_log_line=status.last_log_line,
             result_summary=summary,
+            usage=status.usage,
+            previous_usage=status.previous_usage,
         )
+
+
+class UsageTotals(_Model):
+    """The listed tasks' usage summed (final figures and usage so far alike)."""
+
+    all: TaskUsage = Field(default_factory=TaskUsage, description="Every attempt of every listed task.")
+    by_environment: dict[str, TaskUsage] = Field(default_factory=dict)
+    by_feature: dict[str, TaskUsage] = Field(
+        default_factory=dict, description="By spec-kit feature directory (else the base branch).")
+
+    @classmethod
+    def of(cls, agents: list[AgentInfo]) -> UsageTotals:
+        totals = cls()
+        for agent in agents:
+            for usage in (agent.usage, agent.previous_usage):  # every attempt counts
+                if usage is None:
+                    continue
+                feature = agent.feature_dir or agent.base_branch or "(none)"
+                totals.all = totals.all.plus(usage)
+                env = totals.by_environment
+                env[agent.environment] = env.get(agent.environment, TaskUsage(model=usage.model)).plus(usage)
+                feat = totals.by_feature
+                feat[feature] = feat.get(feature, TaskUsage(model=usage.model)).plus(usage)
+        return totals
 
 
 class AgentList(_Model):
     environments: list[str]
     agents: list[AgentInfo]
     counts: dict[str, int] = Field(description="Number of tasks per phase.")
+    totals: UsageTotals = Field(default_factory=UsageTotals, description="Usage summed per environment and feature.")
     errors: list[str] = Field(
         default_factory=list,
         description="With all_environments: why an environment could not be listed (the others are).")
@@ -479,6 +544,8 @@ class SpawnTaskRequest(_Model):
     timeout_minutes: Annotated[int, Field(ge=1, le=1440)] | None = Field(
         None, description="Hard time limit of the task. Default: the environment's (chart) default."
     )
+    max_cost: MaxCostField | None = Field(None, description=_MAX_COST_DESCRIPTION)
+    max_tokens: MaxTokensField | None = Field(None, description=_MAX_TOKENS_DESCRIPTION)
     model: NameField | None = Field(
         None,
         description="OpenCode model as provider/model, e.g. anthropic/claude-sonnet-4-5. "
@@ -525,6 +592,8 @@ class SpawnAsyncRequest(_Model):
     timeout_minutes: Annotated[int, Field(ge=1, le=1440)] | None = Field(
         None, description="Hard time limit per task. Default: the environment's default."
     )
+    max_cost: MaxCostField | None = Field(None, description=_MAX_COST_DESCRIPTION)
+    max_tokens: MaxTokensField | None = Field(None, description=_MAX_TOKENS_DESCRIPTION)
     model: NameField | None = Field(
         None, description="OpenCode model for every task. Default: the environment's."
     )
@@ -571,6 +640,16 @@ class TaskRequest(_Model):
     task_id: TaskIdField = Field(description="Task id, e.g. T012.")
     base_branch: BranchField | None = Field(None, description=_BASE_DESCRIPTION)
     environment: EnvironmentField | None = Field(None, description=_ENV_DESCRIPTION)
+
+
+class RetryRequest(TaskRequest):
+    fresh: bool = Field(
+        False, description="Start from the base branch, on a branch of its own (<task branch>-attempt-<n>), "
+        "instead of continuing the task branch's pushed head (the previous attempt's work in progress).")
+    max_cost: MaxCostField | None = Field(
+        None, description="A new budget in USD for this attempt. Default: the previous attempt's.")
+    max_tokens: MaxTokensField | None = Field(
+        None, description="A new budget in tokens for this attempt. Default: the previous attempt's.")
 
 
 _FEATURE_DESCRIPTION = (

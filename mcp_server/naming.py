@@ -29,6 +29,8 @@ ANNOTATION_DESCRIPTION = f"{DOMAIN}/description"
 ANNOTATION_TASK_CONTEXT = f"{DOMAIN}/task-context"
 ANNOTATION_FEATURE_DIR = f"{DOMAIN}/feature-dir"
 ANNOTATION_SSH_SECRET = f"{DOMAIN}/ssh-secret"
+LABEL_ATTEMPT = f"{DOMAIN}/attempt"
+ANNOTATION_PREVIOUS_USAGE = f"{DOMAIN}/previous-usage"
 
 # Task defaults the chart puts on its PodTemplate object.
 TEMPLATE_ACTIVE_DEADLINE = f"{DOMAIN}/active-deadline-seconds"
@@ -175,10 +177,20 @@ def _slug(text: str, limit: int) -> str:
     return slug[:limit].strip("-")
 
 
-def job_name(task_id: str, base_branch: str) -> str:
-    """The deterministic Job name of a task on a feature branch (a DNS-1123 label, <= 63 chars)."""
-    slug = _slug(task_id, 40) or "task"
-    return f"agentic-{slug}-{short_hash(base_branch, task_id)}"
+def job_name(task_id: str, base_branch: str, attempt: int = 1) -> str:
+    """The deterministic Job name of a task on a feature branch (a DNS-1123 label, <= 63 chars);
+    attempts after the first end in `-a<attempt>` (so racing retries name the same Job)."""
+    if attempt <= 1:
+        slug = _slug(task_id, 40) or "task"
+        return f"agentic-{slug}-{short_hash(base_branch, task_id)}"
+    slug = _slug(task_id, 36) or "task"
+    return f"agentic-{slug}-{short_hash(base_branch, task_id)}-a{attempt}"
+
+
+def attempt_of(labels: dict[str, str]) -> int:
+    """The attempt number a Job's (or run's) labels carry; 1 when they carry none."""
+    value = labels.get(LABEL_ATTEMPT, "")
+    return int(value) if value.isdigit() and int(value) >= 1 else 1
 
 
 def label_value(text: str) -> str:
@@ -190,13 +202,14 @@ def label_value(text: str) -> str:
     return f"{head}-{short_hash(text)}" if head else short_hash(text)
 
 
-def task_labels(task_id: str, base_branch: str, environment: str) -> dict[str, str]:
+def task_labels(task_id: str, base_branch: str, environment: str, attempt: int = 1) -> dict[str, str]:
     return {
         LABEL_MANAGED_BY: MANAGED_BY,
         LABEL_COMPONENT: COMPONENT,
         LABEL_TASK_ID: task_id,
         LABEL_FEATURE: label_value(base_branch),
         LABEL_ENVIRONMENT: environment,
+        LABEL_ATTEMPT: str(attempt),
     }
 
 

@@ -39,6 +39,7 @@ from mcp_server.models import (
     LogLine,
     MergeRequest,
     MergeResult,
+    RetryRequest,
     SpawnAsyncRequest,
     SpawnAsyncResult,
     SpawnTaskRequest,
@@ -224,8 +225,10 @@ def build_server(get_service: ServiceGetter) -> RunnerMCPServer:
         "list_agents",
         "List the agent tasks",
         "List every task of an environment (or of all configured environments): task id, branch, phase "
-        "(pending, running, succeeded, failed, timed_out, cancelled), age, duration, node, last log line "
-        "and result summary, newest first, with counts per phase.",
+        "(pending, running, succeeded, failed, timed_out, cancelled, budget_exceeded, stalled), attempt, "
+        "step, age, duration, node, last log line, result summary and usage (tokens, cost, steps, tool "
+        "calls: so far while running), newest first, with counts per phase and usage totals per "
+        "environment and feature.",
         ListAgentsRequest,
         AgentList,
         read_only,
@@ -236,12 +239,28 @@ def build_server(get_service: ServiceGetter) -> RunnerMCPServer:
         "get_task_status",
         "Get one task's status and result",
         "Everything about one task: phase and why, times, pod and node, exit code, last log line and the "
-        "structured result the agent reported (status succeeded/failed/no_changes/timed_out/cancelled, "
+        "structured result the agent reported (status succeeded/failed/no_changes/timed_out/cancelled/"
+        "budget_exceeded/stalled, usage, "
         "branch, commits, head_sha, pushed, files_changed, summary, error).",
         TaskRequest,
         TaskStatus,
         read_only,
         call("status"),
+    )
+    _add_tool(
+        server,
+        "retry_task",
+        "Retry a task that failed, timed out, passed its budget or stalled",
+        "Start the next attempt of a task that ended failed, timed_out, budget_exceeded or stalled: the same "
+        "task context (model, agent, budgets unless given anew), continuing from the task branch's pushed "
+        "head (the previous attempt's work in progress) unless fresh, with the previous attempt's error "
+        "and the end of its log in the prompt. Attempts are numbered (`attempt`, the Job name ends in "
+        "-a<n>); racing retries make one attempt. A running, pending, succeeded or cancelled task is "
+        "refused and nothing is created. The spec-kit files say in_progress again.",
+        RetryRequest,
+        TaskHandle,
+        ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=True),
+        call("retry"),
     )
     _add_tool(
         server,

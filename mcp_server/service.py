@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from mcp_server import feature, feature_docs, naming, repo, repohosts, speckit
+from mcp_server import feature, feature_docs, naming, repo, repohosts, retry, speckit
 from mcp_server.async_state import AsyncState, delegation_prompt
 from mcp_server.backends.base import Backend
 from mcp_server.config import EnvironmentSettings, Settings
@@ -34,6 +34,7 @@ from mcp_server.models import (
     LogChunk,
     MergeRequest,
     MergeResult,
+    RetryRequest,
     SpawnAsyncRequest,
     SpawnAsyncResult,
     SpawnTaskRequest,
@@ -45,6 +46,7 @@ from mcp_server.models import (
     TaskRequest,
     TaskSpec,
     TaskStatus,
+    UsageTotals,
 )
 from mcp_server.planning import plan_spawns, sync_ready
 from mcp_server.runner.contract import ContextFile
@@ -152,6 +154,8 @@ class RunnerService:
         context_files: list[ContextFile],
         title: str | None = None,
         ssh_secret: str | None = None,
+        max_cost: float | None = None,
+        max_tokens: int | None = None,
     ) -> TaskSpec:
         _check_repo(backend, repo_url)
         _check_ssh_secret(backend, ssh_secret)
@@ -170,6 +174,8 @@ class RunnerService:
             context_files=context_files,
             timeout_minutes=timeout_minutes,
             ssh_secret=ssh_secret,
+            max_cost=max_cost,
+            max_tokens=max_tokens,
         )
         size = len(spec.context().model_dump_json().encode("utf-8"))
         if size > CONTEXT_JSON_MAX_BYTES:
@@ -254,6 +260,8 @@ class RunnerService:
             feature_dir=feature_dir,
             context_files=context_files,
             ssh_secret=req.ssh_secret,
+            max_cost=req.max_cost,
+            max_tokens=req.max_tokens,
         )
         handle = backend.spawn(spec)
         if feature_path is not None:
@@ -315,6 +323,8 @@ class RunnerService:
                 feature_dir=feature_rel,
                 context_files=self._feature_docs(feature_dir, description, []),
                 ssh_secret=req.ssh_secret,
+                max_cost=req.max_cost,
+                max_tokens=req.max_tokens,
             )
 
         handles: list[TaskHandle] = []
@@ -453,12 +463,21 @@ class RunnerService:
             errors=errors,
             continue_token=page.next_token if page is not None else None,
             remaining=page.remaining if page is not None else None,
+            totals=UsageTotals.of(agents),
         )
 
     def status(self, req: TaskRequest) -> TaskStatus:
         status = self.backend(req.environment).status(TaskRef(task_id=req.task_id, base_branch=req.base_branch))
         self.projector.observe([status])
         return status
+
+    def retry(self, req: RetryRequest) -> TaskHandle:
+        """A new attempt of a task that ended badly, on its branch (`mcp_server.retry`); the spec-kit
+        files say in_progress again."""
+        backend = self.backend(req.environment)
+        handle, _previous = retry.retry(backend, req)
+        self.projector.observe([backend.status(TaskRef(task_id=handle.task_id, base_branch=handle.base_branch))])
+        return handle
 
     def cancel(self, req: TaskRequest) -> CancelResult:
         backend = self.backend(req.environment)

@@ -58,6 +58,7 @@ from mcp_server.models import (
     TaskStatus,
 )
 from mcp_server.repohosts import HostRule
+from mcp_server.runner.contract import TaskContext
 
 T = TypeVar("T")
 
@@ -99,6 +100,8 @@ class Backend(LogSource, Protocol):
     def cancel(self, ref: TaskRef) -> CancelResult: ...
 
     def cleanup(self, older_than_seconds: float | None, dry_run: bool) -> CleanupResult: ...
+
+    def task_context(self, ref: TaskRef) -> TaskContext: ...
 
 
 def page_of(tasks: Sequence[TaskStatus], limit: int | None, token: str | None) -> TaskPage:

@@ -25,7 +25,7 @@ from mcp_server.backends.final_result import FinalResult
 from mcp_server.config import EnvironmentSettings, Settings
 from mcp_server.defaults import chart_defaults
 from mcp_server.errors import Conflict, InvalidInput, RunnerError, TaskNotFound
-from mcp_server.jobstatus import derive_status, newest, pod_started, pod_terminated
+from mcp_server.jobstatus import derive_status, latest_attempts, newest, pod_started, pod_terminated
 from mcp_server.kube import (
     Access,
     AdmissionDenied,
@@ -52,6 +52,8 @@ from mcp_server.models import (
     TaskStatus,
 )
 from mcp_server.repohosts import HostRule
+from mcp_server.runner.contract import TaskContext
+from mcp_server.runner.usage import usage_from_lines
 
 LOG_LIMIT_BYTES = 4 * 1024 * 1024
 TEMPLATE_CACHE_SECONDS = 30.0
@@ -170,7 +172,7 @@ class KubernetesBackend:
                 f"{pod.get('spec', {}).get('restartPolicy')!r}; a Job needs Never or OnFailure. "
                 "Fix the chart."
             )
-        labels = naming.task_labels(spec.task_id, spec.base_branch, self.environment)
+        labels = naming.task_labels(spec.task_id, spec.base_branch, self.environment, spec.attempt)
         deadline = (
             spec.timeout_minutes * 60
             if spec.timeout_minutes
@@ -202,7 +204,7 @@ class KubernetesBackend:
             "apiVersion": "batch/v1",
             "kind": "Job",
             "metadata": {
-                "name": naming.job_name(spec.task_id, spec.base_branch),
+                "name": naming.job_name(spec.task_id, spec.base_branch, spec.attempt),
                 "namespace": self.namespace,
                 "labels": labels,
                 "annotations": {
@@ -212,6 +214,11 @@ class KubernetesBackend:
                     naming.ANNOTATION_DESCRIPTION: spec.summary,
                     **({naming.ANNOTATION_FEATURE_DIR: spec.feature_dir} if spec.feature_dir else {}),
                     **({naming.ANNOTATION_SSH_SECRET: spec.ssh_secret} if spec.ssh_secret else {}),
+                    **(
+                        {naming.ANNOTATION_PREVIOUS_USAGE: spec.previous_usage.model_dump_json()}
+                        if spec.previous_usage is not None
+                        else {}
+                    ),
                 },
             },
             "spec": job_spec,
@@ -229,6 +236,7 @@ class KubernetesBackend:
             base_branch=annotations.get(naming.ANNOTATION_BASE_BRANCH, ""),
             created=created,
             backend="kubernetes",
+            attempt=naming.attempt_of(meta["labels"]),
         )
 
     def _create_job(self, spec: TaskSpec) -> Obj:
@@ -302,10 +310,12 @@ class KubernetesBackend:
         )
 
     def _jobs_and_pods(
-        self, ref: TaskRef | None = None, limit: int | None = None, token: str | None = None
+        self, ref: TaskRef | None = None, limit: int | None = None, token: str | None = None,
+        all_attempts: bool = False,
     ) -> tuple[list[Obj], dict[str, list[Obj]], Obj]:
         """The environment's task Jobs (one LIST; a page of `limit` from `token` on) and their pods
-        by Job name (one LIST: of the page's Jobs only, when paged), and the Jobs' list metadata."""
+        by Job name (one LIST: of the page's Jobs only, when paged), and the Jobs' list metadata; of a
+        retried task only its latest attempt unless `all_attempts`."""
         selector = naming.selector(
             self.environment, ref.task_id if ref else None, ref.base_branch if ref else None
         )
@@ -334,7 +344,7 @@ class KubernetesBackend:
             if owner in pods_by_job:
                 pods_by_job[owner].append(pod)
         jobs.sort(key=lambda j: j["metadata"].get("creationTimestamp") or "", reverse=True)
-        return jobs, pods_by_job, dict(listed.get("metadata") or {})
+        return (jobs if all_attempts else latest_attempts(jobs)), pods_by_job, dict(listed.get("metadata") or {})
 
     def _log(self, pod: str, query: Mapping[str, Any]) -> str:
         try:
@@ -360,8 +370,12 @@ class KubernetesBackend:
         for job in jobs:
             pods = pods_by_job.get(job["metadata"]["name"], [])
             pod = newest(pods)
-            line = self.logs.last_line(pod["metadata"]["name"]) if last_lines and pod is not None else None
-            statuses.append(derive_status(job, pods, self.environment, now, line))
+            line = usage_line = None
+            if last_lines and pod is not None:
+                line = self.logs.last_line(pod["metadata"]["name"])
+                usage_line = self.logs.last_usage_line(pod["metadata"]["name"])
+            statuses.append(derive_status(job, pods, self.environment, now, line,
+                                          log_usage=usage_from_lines([usage_line] if usage_line else [])))
         return statuses
 
     def list_tasks(self) -> list[TaskStatus]:
@@ -397,8 +411,17 @@ class KubernetesBackend:
             ]
         log_result = result_from_lines(tail) if pod is not None and pod_terminated(pod) else None
         return derive_status(
-            job, pods, self.environment, datetime.now(UTC), tail[-1] if tail else None, log_result
+            job, pods, self.environment, datetime.now(UTC), tail[-1] if tail else None, log_result,
+            usage_from_lines(tail),
         )
+
+    def task_context(self, ref: TaskRef) -> TaskContext:
+        """The task context the task's (latest) pod was given: what a retry starts from."""
+        job, _pods = self._one(ref)
+        if job is None:
+            raise TaskNotFound.in_namespace([ref.task_id], self.environment, self.namespace, ref.base_branch)
+        annotations = job.get("spec", {}).get("template", {}).get("metadata", {}).get("annotations") or {}
+        return TaskContext.model_validate_json(annotations.get(naming.ANNOTATION_TASK_CONTEXT) or "{}")
 
     # -- logs ------------------------------------------------------------------------------------
 
@@ -448,8 +471,7 @@ class KubernetesBackend:
         body = self._log(stream, query)
         truncated = len(body.encode("utf-8")) >= LOG_LIMIT_BYTES
         lines = parse_timestamped(stream, body, truncated)
-        if lines:
-            self.logs.note_line(stream, lines[-1].text)
+        self.logs.note_lines(stream, [line.text for line in lines])
         return StreamRead(lines, truncated)
 
     def _open_follow(self, stream: str, position: StreamPosition) -> FollowBody:
@@ -530,7 +552,7 @@ class KubernetesBackend:
             return True
 
     def cleanup(self, older_than_seconds: float | None, dry_run: bool) -> CleanupResult:
-        jobs, pods_by_job, _meta = self._jobs_and_pods()
+        jobs, pods_by_job, _meta = self._jobs_and_pods(all_attempts=True)
         statuses = self._statuses(jobs, pods_by_job, last_lines=False)
         taken, kept = cleanup_choice(statuses, older_than_seconds, datetime.now(UTC))
         chosen = [CleanupItem.from_status(status) for status in taken]

@@ -49,6 +49,9 @@ from mcp_server.models import (
     TaskSpec,
     TaskStatus,
 )
+from mcp_server.runner.contract import TaskContext
+from mcp_server.runner.result import TaskUsage
+from mcp_server.runner.usage import usage_from_lines
 from mcp_server.timeutil import now, parse_time
 
 STATE_DIR = Path(".agentic-sdlc") / "state"
@@ -61,6 +64,8 @@ RESULT_PHASES: dict[str, Phase] = {
     "failed": "failed",
     "timed_out": "timed_out",
     "cancelled": "cancelled",
+    "budget_exceeded": "budget_exceeded",
+    "stalled": "stalled",
 }
 
 
@@ -93,7 +98,7 @@ class LocalBackend:
     # -- spawn -----------------------------------------------------------------------------------
 
     def spawn(self, spec: TaskSpec) -> TaskHandle:
-        job = naming.job_name(spec.task_id, spec.base_branch)
+        job = naming.job_name(spec.task_id, spec.base_branch, spec.attempt)
         files = TaskFiles(self.state / job)
         if files.path.is_dir():
             return self._existing(files, spec)
@@ -188,8 +193,9 @@ class LocalBackend:
 
     # -- reading ---------------------------------------------------------------------------------
 
-    def _tasks(self) -> list[tuple[TaskFiles, dict]]:
-        """Every fully set up task with its spec, newest first (each spec.json read once)."""
+    def _tasks(self, all_attempts: bool = False) -> list[tuple[TaskFiles, dict]]:
+        """Every fully set up task with its spec, newest first (each spec.json read once); of a
+        retried task only its latest attempt unless `all_attempts`."""
         if not self.state.is_dir():
             return []
         found = []
@@ -199,7 +205,7 @@ class LocalBackend:
             if spec is not None:
                 found.append((files, spec))
         found.sort(key=lambda item: item[1].get("created_at", ""), reverse=True)
-        return found
+        return found if all_attempts else _latest_attempts(found)
 
     def _status(self, files: TaskFiles, last_line: bool = True, spec: dict | None = None) -> TaskStatus:
         snap = files.snapshot(spec)
@@ -225,6 +231,15 @@ class LocalBackend:
                 f"(state in {self.state}). list_agents shows the tasks that exist."
             )
         return self._status(one[0], spec=one[1])
+
+    def task_context(self, ref: TaskRef) -> TaskContext:
+        """The task context the task's (latest) run was given: what a retry starts from."""
+        one = self._one(ref)
+        if one is None:
+            self.status(ref)  # raises TaskNotFound, worded as status does
+            raise AssertionError("unreachable")
+        fields = set(TaskContext.model_fields)
+        return TaskContext.model_validate({k: v for k, v in one[1].items() if k in fields})
 
     # -- logs ------------------------------------------------------------------------------------
 
@@ -306,7 +321,7 @@ class LocalBackend:
         shutil.rmtree(files.path, ignore_errors=True)
 
     def cleanup(self, older_than_seconds: float | None, dry_run: bool) -> CleanupResult:
-        tasks = {files.job: (files, spec) for files, spec in self._tasks()}
+        tasks = {files.job: (files, spec) for files, spec in self._tasks(all_attempts=True)}
         statuses = [self._status(files, last_line=False, spec=spec) for files, spec in tasks.values()]
         taken, kept = cleanup_choice(statuses, older_than_seconds, now())
         if not dry_run:
@@ -318,6 +333,16 @@ class LocalBackend:
             kept,
             f"the local environment {self.environment!r}",
         )
+
+
+def _latest_attempts(found: list[tuple[TaskFiles, dict]]) -> list[tuple[TaskFiles, dict]]:
+    """Less the runs a later attempt of the same task supersedes (both exist while a retry
+    replaces its predecessor)."""
+    best: dict[tuple[object, object], int] = {}
+    for _files, spec in found:
+        key = (spec.get("task_id"), spec.get("base_branch"))
+        best[key] = max(best.get(key, 0), int(spec.get("attempt") or 1))
+    return [(f, s) for f, s in found if int(s.get("attempt") or 1) == best[(s.get("task_id"), s.get("base_branch"))]]
 
 
 def _status_of(
@@ -359,6 +384,7 @@ def _status_of(
         description=spec.get("title") or spec.get("description"),
         feature_dir=spec.get("feature_dir"),
         phase=phase,
+        attempt=int(spec.get("attempt") or 1),
         step=step,
         reason=reason,
         created_at=created,
@@ -371,4 +397,6 @@ def _status_of(
         exit_code=exit_info.get("exit_code") if exit_info else None,
         last_log_line=(tail[-1] if tail else None) if last_line else None,
         result=result,
+        usage=result.usage if result is not None and result.usage is not None else usage_from_lines(tail),
+        previous_usage=TaskUsage.model_validate(spec["previous_usage"]) if spec.get("previous_usage") else None,
     )

@@ -21,11 +21,12 @@ import bisect
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from mcp_server.logs.positions import RawLine, after_position, at_or_after, relative_to, ts_nanos
 from mcp_server.models import StreamPosition
+from mcp_server.runner.usage import is_usage_line
 
 MAX_STREAMS = 100
 IDLE_SECONDS = 120.0
@@ -71,6 +72,7 @@ class Follower:
         self._bytes = 0
         self._ordered = True  # every buffered line's timestamp >= the one before
         self.last_text: str | None = None
+        self.last_usage_text: str | None = None  # the runner's latest usage line (usage so far)
         self.used = time.monotonic()
         self.ended = False  # the follower stopped for good (the stream is gone, or closed)
         self.connects = 0
@@ -143,6 +145,8 @@ class Follower:
             self._last = _advance_one(self._last, line, self._last_nanos)
             self._last_nanos = line.nanos
             self.last_text = line.text
+            if is_usage_line(line.text):
+                self.last_usage_text = line.text
             if len(self._lines) > self._limits.lines or self._bytes > self._limits.bytes:
                 self._trim()
 
@@ -204,6 +208,7 @@ class Followers:
         self._lock = threading.Lock()
         self._followers: dict[str, Follower] = {}
         self._last_lines: dict[str, str] = {}
+        self._last_usages: dict[str, str] = {}
 
     def read(self, name: str, position: StreamPosition, limit: int) -> tuple[list[RawLine], bool] | None:
         """Lines of running stream `name` after `position` from its follower; None when they must
@@ -236,11 +241,19 @@ class Followers:
                 self._retire(name)
             for name in [n for n in self._last_lines if n not in keep]:
                 del self._last_lines[name]
+            for name in [n for n in self._last_usages if n not in keep]:
+                del self._last_usages[name]
 
-    def note_line(self, name: str, text: str) -> None:
-        """The latest line of `name` read directly (not through a follower)."""
+    def note_lines(self, name: str, texts: Sequence[str]) -> None:
+        """Lines of `name` read directly (not through a follower), oldest first: its latest line and
+        latest usage line are kept."""
+        if not texts:
+            return
+        usage = next((t for t in reversed(texts) if is_usage_line(t)), None)
         with self._lock:
-            self._last_lines[name] = text
+            self._last_lines[name] = texts[-1]
+            if usage is not None:
+                self._last_usages[name] = usage
 
     def last_line(self, name: str) -> str | None:
         """The latest line of stream `name` the server holds (no request), or None."""
@@ -249,6 +262,14 @@ class Followers:
             if follower is not None and follower.last_text is not None:
                 return follower.last_text
             return self._last_lines.get(name)
+
+    def last_usage_line(self, name: str) -> str | None:
+        """The runner's latest usage line of stream `name` the server holds (no request), or None."""
+        with self._lock:
+            follower = self._followers.get(name)
+            if follower is not None and follower.last_usage_text is not None:
+                return follower.last_usage_text
+            return self._last_usages.get(name)
 
     def following(self) -> list[str]:
         with self._lock:
@@ -266,6 +287,8 @@ class Followers:
         follower.close()
         if follower.last_text is not None:
             self._last_lines[name] = follower.last_text
+        if follower.last_usage_text is not None:
+            self._last_usages[name] = follower.last_usage_text
 
     def _close_idle(self) -> None:
         now = time.monotonic()

@@ -131,12 +131,15 @@ def opencode_command(binary: str, checkout: Path, model: str | None, agent: str 
 
 class AgentRun:
     """One OpenCode process. `run()` blocks until it ends; `stop()` (any thread, or a signal
-    handler) ends it: SIGTERM to its process group, SIGKILL after STOP_WAIT_SECONDS."""
+    handler) ends it: SIGTERM to its process group, SIGKILL after STOP_WAIT_SECONDS. `observe` sees
+    every parsed event as it comes (usage, budgets, the idle watch)."""
 
     def __init__(self, command: list[str], env: Mapping[str, str], cwd: Path, out: Output,
-                 on_event: Callable[[str], None] | None = None) -> None:
+                 on_event: Callable[[str], None] | None = None,
+                 observe: Callable[[dict[str, Any]], None] | None = None) -> None:
         self._on_event = on_event
         self._command = command
+        self._observe = observe
         self._env = dict(env)
         self._cwd = cwd
         self._out = out
@@ -180,6 +183,8 @@ class AgentRun:
             if event is None:
                 continue
             events += 1
+            if self._observe is not None:
+                self._observe(event)
             kind = event.get("type")
             part = event.get("part") if isinstance(event.get("part"), dict) else {}
             if kind == "text" and isinstance(part.get("text"), str) and part["text"].strip():

@@ -33,3 +33,10 @@ class TaskContext(BaseModel):
     context_files: list[ContextFile] = Field(default_factory=list)
     deadline: datetime | None = Field(
         None, description="When the task's time is up (the Job's creation + activeDeadlineSeconds).")
+    max_cost: float | None = Field(
+        None, ge=0, description="Budget in USD (OpenCode's computed cost); null: the environment's default.")
+    max_tokens: int | None = Field(
+        None, ge=1, description="Budget in tokens (all kinds); null: the environment's default.")
+    idle_timeout_seconds: float | None = Field(
+        None, gt=0, description="Stop as `stalled` after this long without an OpenCode event; "
+        "null: the environment's default.")

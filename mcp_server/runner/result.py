@@ -14,7 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mcp_server.naming import RESULT_MARKER
 
-ResultStatus = Literal["succeeded", "failed", "no_changes", "timed_out", "cancelled"]
+ResultStatus = Literal[
+    "succeeded", "failed", "no_changes", "timed_out", "cancelled", "budget_exceeded", "stalled"
+]
 
 TERMINATION_MESSAGE_LIMIT = 4096
 SUMMARY_MAX = 2000
@@ -27,7 +29,46 @@ EXIT_CODES: dict[str, int] = {
     "failed": 1,
     "timed_out": 124,
     "cancelled": 130,
+    "budget_exceeded": 3,
+    "stalled": 4,
 }
+
+
+class TaskUsage(BaseModel):
+    """What the agent used, summed over OpenCode's `step_finish` events: tokens by kind, the cost
+    OpenCode computed from the model's configured prices (USD), steps and tool calls."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = None
+    steps: int = Field(0, ge=0, description="Agent steps (model turns) that finished.")
+    tool_calls: int = Field(0, ge=0)
+    input_tokens: int = Field(0, ge=0)
+    output_tokens: int = Field(0, ge=0)
+    reasoning_tokens: int = Field(0, ge=0)
+    cache_read_tokens: int = Field(0, ge=0)
+    cache_write_tokens: int = Field(0, ge=0)
+    cost: float = Field(0.0, ge=0, description="USD, as OpenCode computed it.")
+
+    @property
+    def total_tokens(self) -> int:
+        """Every token the model read or wrote: what `max_tokens` limits."""
+        return (self.input_tokens + self.output_tokens + self.reasoning_tokens
+                + self.cache_read_tokens + self.cache_write_tokens)
+
+    def plus(self, other: TaskUsage) -> TaskUsage:
+        """The sum of two (a feature's, an environment's total); the model kept when both agree."""
+        return TaskUsage(
+            model=self.model if self.model == other.model else None,
+            steps=self.steps + other.steps,
+            tool_calls=self.tool_calls + other.tool_calls,
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
+            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+            cost=round(self.cost + other.cost, 10),
+        )
 
 
 class TaskResult(BaseModel):
@@ -46,6 +87,7 @@ class TaskResult(BaseModel):
     files_changed: list[str] = Field(default_factory=list)
     summary: str = ""
     error: str | None = None
+    usage: TaskUsage | None = Field(None, description="What the agent used (null when OpenCode did not run).")
 
     @property
     def exit_code(self) -> int:

@@ -48,6 +48,9 @@ class Settings:
     deadline_tolerance_seconds: float
     push_attempts: int
     worktree_repo: Path | None
+    max_cost: float | None
+    max_tokens: int | None
+    idle_timeout_seconds: float | None
     environ: Mapping[str, str] = field(repr=False)
     push_queue: Path = Path(DEFAULT_PUSH_QUEUE)
     protected_paths: tuple[str, ...] = DEFAULT_PROTECTED_PATHS
@@ -86,6 +89,7 @@ class Settings:
             _secret_file(ssh_dir / USERNAME_FILE) if auth == "token" else None) or "x-access-token"
 
         worktree_repo = env.get("AGENTIC_WORKTREE_REPO", "").strip()
+        budget = _budget(env)
         return cls(
             context_file=Path(get("AGENTIC_TASK_CONTEXT_FILE", DEFAULT_CONTEXT_FILE)),
             workspace=Path(get("AGENTIC_WORKSPACE", DEFAULT_WORKSPACE)),
@@ -106,6 +110,11 @@ class Settings:
                                                minimum=0),
             push_attempts=_number(env, "AGENTIC_PUSH_ATTEMPTS", 4, int, minimum=1),
             worktree_repo=Path(worktree_repo) if worktree_repo else None,
+            # 0 turns a limit off; unset: the chart's default
+            max_cost=budget[0],
+            max_tokens=budget[1],
+            idle_timeout_seconds=_number(env, "AGENTIC_IDLE_TIMEOUT_SECONDS",
+                                         chart_defaults().idle_timeout_seconds or 0.0, float, minimum=0) or None,
             environ=env,
             push_queue=Path(get("AGENTIC_PUSH_QUEUE", DEFAULT_PUSH_QUEUE)),
             protected_paths=_path_list(env, "AGENTIC_PROTECTED_PATHS", DEFAULT_PROTECTED_PATHS),
@@ -141,7 +150,27 @@ def _path_list(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> t
     return tuple(v.strip() for v in value)
 
 
-def _json_object(env: Mapping[str, str], name: str) -> dict[str, Any]:
+def _budget(env: Mapping[str, str]) -> tuple[float | None, int | None]:
+    """AGENTIC_BUDGET, `{"max_cost": 2.5, "max_tokens": 200000}` (the chart's task.budget; 0 or a
+    missing key: no limit); unset: the chart's values.yaml."""
+    if not env.get("AGENTIC_BUDGET", "").strip():
+        return chart_defaults().max_cost, chart_defaults().max_tokens
+    allowed = ('allowed: a JSON object {"max_cost": <USD, number >= 0>, "max_tokens": <integer >= 0>} '
+               "(0: no limit)")
+    value = _json_object(env, "AGENTIC_BUDGET", allowed.removeprefix("allowed: "))
+    cost, tokens = value.get("max_cost", 0), value.get("max_tokens", 0)
+    unknown = sorted(set(value) - {"max_cost", "max_tokens"})
+    bad_cost = isinstance(cost, bool) or not isinstance(cost, (int, float)) or cost < 0
+    bad_tokens = isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0
+    if unknown or bad_cost or bad_tokens:
+        field = "max_cost" if bad_cost else "max_tokens"
+        what = f"unknown key {unknown[0]!r}" if unknown else f"{field} is not allowed"
+        raise ConfigError(f"invalid AGENTIC_BUDGET: {what}; {allowed}")
+    return (float(cost) or None), (tokens or None)
+
+
+def _json_object(env: Mapping[str, str], name: str,
+                 allowed: str = "a JSON object of OpenCode configuration") -> dict[str, Any]:
     raw = env.get(name, "").strip()
     if not raw:
         return {}
@@ -149,10 +178,9 @@ def _json_object(env: Mapping[str, str], name: str) -> dict[str, Any]:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"invalid {name}: it is not JSON ({exc.msg} at position {exc.pos}); "
-                          "allowed: a JSON object of OpenCode configuration") from None
+                          f"allowed: {allowed}") from None
     if not isinstance(value, dict):
-        raise ConfigError(f"invalid {name}: it is a JSON {type(value).__name__}; "
-                          "allowed: a JSON object of OpenCode configuration")
+        raise ConfigError(f"invalid {name}: it is a JSON {type(value).__name__}; allowed: {allowed}")
     return value
 
 

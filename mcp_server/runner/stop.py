@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Literal
 
-StopReason = Literal["timed_out", "cancelled"]
+StopReason = Literal["timed_out", "cancelled", "budget_exceeded", "stalled"]
 
 
 def classify_signal(now: datetime, deadline: datetime | None, tolerance_seconds: float) -> StopReason:

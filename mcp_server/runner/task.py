@@ -37,14 +37,16 @@ from mcp_server.runner.context import RunnerContext
 from mcp_server.runner.gitclone import adopt, clone_and_branch, load_clone
 from mcp_server.runner.gitconfig import CHECKOUT_HYGIENE, config_env
 from mcp_server.runner.gitrepo import Git, GitAuth, GitError
+from mcp_server.runner.limits import AgentLimits
 from mcp_server.runner.output import Output
 from mcp_server.runner.prompt import render_prompt
 from mcp_server.runner.pushchannel import InProcessChannel, QueueChannel
 from mcp_server.runner.pusher import Pusher, PushTarget, check_target
 from mcp_server.runner.pushqueue import PushRequest, PushResponse
-from mcp_server.runner.result import ResultStatus, TaskResult
+from mcp_server.runner.result import ResultStatus, TaskResult, TaskUsage
 from mcp_server.runner.settings import Settings
 from mcp_server.runner.stop import StopControl
+from mcp_server.runner.usage import Budget
 
 SUBJECT_MAX = 72
 PUSH_WAIT_SECONDS = 600.0
@@ -75,6 +77,7 @@ class Progress:
     checkpoints: int = 0
     errors: list[str] = field(default_factory=list)
     oom_error: str | None = None
+    usage: TaskUsage | None = None
 
 
 class TaskRunner:
@@ -224,15 +227,18 @@ class TaskRunner:
         model = ctx.model or s.opencode_model
         agent = ctx.agent or s.opencode_agent
         command = opencode_command(s.opencode_bin, checkout.path, model, agent)
+        limits = self._limits(model)
         run = AgentRun(command, opencode_env(s.environ, checkout.path, s.opencode_config), checkout.path, out,
-                       on_event=lambda kind: self._maybe_checkpoint(checkout, kind))
+                       on_event=lambda kind: self._maybe_checkpoint(checkout, kind), observe=limits.observe)
         self.stop.on_stop(run.stop)
         out.log("agent", f"running OpenCode: model {model or '(OpenCode default)'}, agent {agent}",
                 model=model, agent=agent)
         self._last_checkpoint = time.monotonic()
         cgroup = oom.own_memory_cgroup()
         kills_before = cgroup.oom_kills() if cgroup is not None else None
-        outcome = run.run(render_prompt(ctx, checkout.path))
+        with limits:
+            outcome = run.run(render_prompt(ctx, checkout.path))
+        self.progress.usage = limits.usage
         self._notice_oom_kills(cgroup, kills_before, outcome)
         left = reaper.end_leftovers()
         if left:
@@ -244,6 +250,19 @@ class TaskRunner:
         else:
             out.log("agent", f"OpenCode finished ({outcome.events} events)", events=outcome.events)
         return outcome
+
+    def _limits(self, model: str | None) -> AgentLimits:
+        """The task's budget and idle limit: its context's, else the environment's (chart) defaults."""
+        s, ctx = self.settings, self.ctx
+        budget = Budget(ctx.max_cost if ctx.max_cost is not None else s.max_cost,
+                        ctx.max_tokens if ctx.max_tokens is not None else s.max_tokens)
+        idle = ctx.idle_timeout_seconds if ctx.idle_timeout_seconds is not None else s.idle_timeout_seconds
+        self.out.log("agent", "limits: " + ", ".join([
+            f"max_cost ${budget.max_cost:g}" if budget.max_cost is not None else "no cost budget",
+            f"max_tokens {budget.max_tokens}" if budget.max_tokens is not None else "no token budget",
+            f"idle limit {idle:g}s" if idle else "no idle limit"]),
+            max_cost=budget.max_cost, max_tokens=budget.max_tokens, idle_timeout_seconds=idle)
+        return AgentLimits(self.out, self.stop, model, budget, idle)
 
     def _notice_oom_kills(self, cgroup: oom.MemoryCgroup | None, before: int | None, outcome: AgentOutcome) -> None:
         """The kernel's OOM killer ended OpenCode or one of its commands: the task failed for that."""
@@ -423,6 +442,7 @@ class TaskRunner:
             task_id=ctx.task_id, status=status, branch=ctx.task_branch, base=ctx.base_branch,
             commits=p.commits, head_sha=p.head_sha, pushed=p.pushed, files_changed=p.files,
             summary=self.out.redact(summary), error=self.out.redact("; ".join(errors)) if errors else None,
+            usage=p.usage,
         )
 
 

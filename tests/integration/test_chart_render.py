@@ -407,7 +407,9 @@ def test_llm_proxy_config_names_the_providers_and_holds_no_key(helm: Helm) -> No
 def test_task_defaults_are_podtemplate_annotations_for_the_server_and_configmap_env_for_the_runner(
         helm: Helm, cleanup: dict[str, Any], ttl: str | None) -> None:
     docs = render_chart(helm, {"task": {"cleanup": cleanup, "timeoutSeconds": 5400, "backoffLimit": 1,
-                                        "branchPattern": "agent/{task_id}", "baseBranch": "develop"},
+                                        "branchPattern": "agent/{task_id}", "baseBranch": "develop",
+                                        "idleTimeoutSeconds": 600,
+                                        "budget": {"maxCost": 12.5, "maxTokens": 2000000}},
                                "opencode": {"model": "anthropic/claude-sonnet-4-5", "agent": "plan"}})
     annotations = podtemplate(docs)["metadata"]["annotations"]
     # One channel per consumer: the server reads exactly these annotations ...
@@ -436,6 +438,8 @@ def test_task_defaults_are_podtemplate_annotations_for_the_server_and_configmap_
         "AGENTIC_CHECKPOINT_SECONDS": "120",
         "AGENTIC_GRACE_SECONDS": "25",
         "AGENTIC_LLM_PROXY": "{}",
+        "AGENTIC_IDLE_TIMEOUT_SECONDS": "600",
+        "AGENTIC_BUDGET": '{"max_cost":12.5,"max_tokens":2000000}',  # not 2e+06: Helm's numbers are floats
     }
 
 
@@ -447,6 +451,9 @@ def test_defaults_two_hour_timeout_backoff_zero_and_no_model(helm: Helm) -> None
     assert annotations["agentic-sdlc.dev/branch-pattern"] == "agentic/{base_branch}/{task_id}"
     assert "agentic-sdlc.dev/default-model" not in annotations
     assert "AGENTIC_OPENCODE_MODEL" not in find(docs, "ConfigMap", "t-agentic-sdlc-agent-runner-config")["data"]
+    data = find(docs, "ConfigMap", "t-agentic-sdlc-agent-runner-config")["data"]
+    assert (data["AGENTIC_IDLE_TIMEOUT_SECONDS"], data["AGENTIC_BUDGET"]) == (
+        "900", '{"max_cost":0,"max_tokens":0}')  # a 15-minute idle limit, no budget
     assert object_list(docs) == ["ServiceAccount/t-agentic-sdlc-agent-runner-agent",
                                  "ConfigMap/t-agentic-sdlc-agent-runner-config",
                                  "ConfigMap/t-agentic-sdlc-agent-runner-llm-proxy",

@@ -74,6 +74,7 @@ async def test_tool_list_matches_the_snapshot(world: World) -> None:
         "stream_task_logs",
         "list_agents",
         "get_task_status",
+        "retry_task",
         "cancel_task",
         "merge_task_branches",
         "cleanup_tasks",
@@ -84,6 +85,7 @@ async def test_tool_list_matches_the_snapshot(world: World) -> None:
     for name in ("cancel_task", "cleanup_tasks"):
         assert annotations[name]["destructiveHint"] is True and annotations[name]["readOnlyHint"] is False
     assert annotations["merge_task_branches"]["destructiveHint"] is False  # it never forces
+    assert annotations["retry_task"]["destructiveHint"] is False and annotations["retry_task"]["idempotentHint"]
     assert all(t.get("title") and t.get("description") and t.get("outputSchema") for t in tools)
     if os.environ.get("UPDATE_SNAPSHOTS"):
         SNAPSHOT.parent.mkdir(parents=True, exist_ok=True)
@@ -111,6 +113,7 @@ async def test_spawn_creates_a_job_from_the_chart_podtemplate(world: World) -> N
         "base_branch": FEATURE,
         "created": True,
         "backend": "kubernetes",
+        "attempt": 1,
     }
     job = world.cluster.get("job", job_name)
     template = world.cluster.get("podtemplate", POD_TEMPLATE)
@@ -150,6 +153,9 @@ async def test_spawn_creates_a_job_from_the_chart_podtemplate(world: World) -> N
                 "content": (world.repo / "specs" / FEATURE / "plan.md").read_text(),
             }
         ],
+        "max_cost": None,  # the environment's (chart) budget and idle limit apply
+        "max_tokens": None,
+        "idle_timeout_seconds": None,
     }
     # The task defaults come from the PodTemplate's annotations.
     assert (
@@ -350,7 +356,7 @@ async def test_list_and_status_show_phases_results_and_last_lines(world: World) 
             by_id["T002"]["last_log_line"]
             == '{"ts": "t", "level": "info", "phase": "agent", "msg": "running opencode"}'
         )
-        assert by_id["T003"]["result_summary"] == "T003 done"
+        assert by_id["T003"]["result_summary"] == "boom"  # a task that did not succeed: its error first
         assert by_id["T002"]["node"].startswith("kwok-node-")
         assert listed["counts"] == {
             "pending": 0,
@@ -359,6 +365,8 @@ async def test_list_and_status_show_phases_results_and_last_lines(world: World) 
             "failed": 1,
             "timed_out": 0,
             "cancelled": 0,
+            "budget_exceeded": 0,
+            "stalled": 0,
         }
 
         failed = (await mcp.call("get_task_status", {"task_id": "T003"})).ok
@@ -367,9 +375,9 @@ async def test_list_and_status_show_phases_results_and_last_lines(world: World) 
             "BackoffLimitExceeded",
             1,
         )
-        assert failed["result"] == json.loads(result_json("T003", "failed", error="boom"))
+        assert failed["result"] == {**json.loads(result_json("T003", "failed", error="boom")), "usage": None}
         done = (await mcp.call("get_task_status", {"task_id": "T005"})).ok
-        assert done["phase"] == "succeeded" and done["result"] == json.loads(result_json("T005"))
+        assert done["phase"] == "succeeded" and done["result"] == {**json.loads(result_json("T005")), "usage": None}
         running = (await mcp.call("get_task_status", {"task_id": "T002"})).ok
         assert (running["phase"], running["step"], running["result"]) == ("running", "agent", None)
         tail = (await mcp.call("get_task_status", {"task_id": "T003"})).ok

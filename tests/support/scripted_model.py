@@ -45,6 +45,47 @@ class Turn:
     hold: bool = False
     http_error: int | None = None
     gate: threading.Event | None = field(default=None, compare=False)
+    usage: Usage | None = None
+    """The token counts the answer reports (default: DEFAULT_USAGE)."""
+    delay: float = 0.0
+    """Seconds to wait before answering (a model that stalls, or a slow one)."""
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What an answer reports in OpenAI's `usage`: prompt tokens (of which `cached` were read from the
+    cache), completion tokens (of which `reasoning` were reasoning)."""
+
+    prompt: int = 10
+    completion: int = 5
+    cached: int = 0
+    reasoning: int = 0
+
+    def openai(self) -> dict[str, Any]:
+        return {
+            "prompt_tokens": self.prompt,
+            "completion_tokens": self.completion,
+            "total_tokens": self.prompt + self.completion,
+            "prompt_tokens_details": {"cached_tokens": self.cached},
+            "completion_tokens_details": {"reasoning_tokens": self.reasoning},
+        }
+
+
+DEFAULT_USAGE = Usage()
+
+
+@dataclass(frozen=True)
+class Prices:
+    """A model's configured prices in OpenCode's config (`cost`: USD per million tokens)."""
+
+    input: float = 0.0
+    output: float = 0.0
+    cache_read: float = 0.0
+    cache_write: float = 0.0
+
+    def opencode(self) -> dict[str, float]:
+        return {"input": self.input, "output": self.output, "cache_read": self.cache_read,
+                "cache_write": self.cache_write}
 
 
 def read(path: str) -> ToolCall:
@@ -114,8 +155,10 @@ class ScriptedModel:
     """The server. Use as a context manager; `base_url` is what OpenCode's provider gets. `host`: the
     address it listens on (127.0.0.1; the real node's gateway address for pods there)."""
 
-    def __init__(self, select: Callable[[dict[str, Any]], Script] | Script, host: str = "127.0.0.1") -> None:
+    def __init__(self, select: Callable[[dict[str, Any]], Script] | Script, host: str = "127.0.0.1",
+                 prices: Prices | None = None) -> None:
         self._select = select if callable(select) else (lambda _body, s=select: s)
+        self.prices = prices
         self.recorded = Recorded()
         self._stop = threading.Event()
         self._server = ThreadingHTTPServer((host, 0), self._handler())
@@ -135,7 +178,10 @@ class ScriptedModel:
                     "npm": "@ai-sdk/openai-compatible",
                     "name": "Scripted",
                     "options": {"baseURL": self.base_url, "apiKey": f"{{env:{api_key_env}}}"},
-                    "models": {MODEL_ID: {"name": "Scripted", "tool_call": True}},
+                    "models": {MODEL_ID: {
+                        "name": "Scripted", "tool_call": True,
+                        **({"cost": self.prices.opencode()} if self.prices is not None else {}),
+                    }},
                 }
             }
         }
@@ -184,6 +230,8 @@ class ScriptedModel:
                 while turn.gate is not None and not turn.gate.wait(0.2):
                     if model._stop.is_set():
                         return
+                if turn.delay and model._stop.wait(turn.delay):
+                    return
                 if turn.http_error is not None:
                     error = {"message": turn.text, "type": "invalid_request_error", "code": "scripted_error"}
                     self._json({"error": error}, turn.http_error)
@@ -261,7 +309,7 @@ def _chunks(turn: Turn) -> list[dict[str, Any]]:
         return chunks
     finish = "tool_calls" if turn.tool_calls else "stop"
     last = _base({}, finish)
-    last["usage"] = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+    last["usage"] = (turn.usage or DEFAULT_USAGE).openai()
     chunks.append(last)
     return chunks
 
@@ -283,5 +331,5 @@ def _completion(turn: Turn) -> dict[str, Any]:
         "created": int(time.time()),
         "model": MODEL_ID,
         "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if turn.tool_calls else "stop"}],
-        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+        "usage": (turn.usage or DEFAULT_USAGE).openai(),
     }

@@ -9,7 +9,7 @@ import pytest
 
 from mcp_server import cli
 from mcp_server.config import load_settings
-from mcp_server.models import AgentInfo, AgentList, TaskResult, TaskStatus
+from mcp_server.models import AgentInfo, AgentList, TaskResult, TaskStatus, TaskUsage, UsageTotals
 from mcp_server.service import RunnerService
 
 
@@ -81,52 +81,48 @@ def test_refused_input_exits_2_with_the_message(argv: list[str], message: str, t
 
 
 def test_list_table_and_status_output() -> None:
-    agents = AgentList(
-        environments=["dev"],
-        counts={},
-        agents=[
-            AgentInfo(
-                task_id="T1",
-                environment="dev",
-                branch="agentic/f/T1",
-                job="j1",
-                phase="running",
-                age_seconds=3723,
-                duration_seconds=65,
-                node="kwok-node-0",
-                last_log_line="cloning\nrepo",
-            ),
-            AgentInfo(task_id="T22", environment="dev", job="j2", phase="succeeded", result_summary="did it"),
-        ],
-    )
+    usage = TaskUsage(model="p/m", steps=3, tool_calls=2, input_tokens=12000, output_tokens=500, cost=0.0125)
+    agents = [
+        AgentInfo(
+            task_id="T1",
+            environment="dev",
+            branch="agentic/f/T1",
+            job="j1",
+            phase="running",
+            step="agent",
+            age_seconds=3723,
+            duration_seconds=65,
+            node="kwok-node-0",
+            last_log_line="cloning\nrepo",
+            usage=usage,
+            feature_dir="specs/001-f",
+        ),
+        AgentInfo(task_id="T22", environment="dev", job="j2", phase="succeeded", result_summary="did it",
+                  attempt=2, usage=usage, feature_dir="specs/001-f"),
+    ]
+    result = AgentList(environments=["dev"], counts={}, agents=agents, totals=UsageTotals.of(agents))
     out = io.StringIO()
-    cli.print_agents(agents, out)
+    cli.print_agents(result, out)
     lines = out.getvalue().splitlines()
     assert lines[0].split() == [
-        "TASK",
-        "ENV",
-        "PHASE",
-        "BRANCH",
-        "AGE",
-        "DURATION",
-        "NODE",
-        "LAST",
-        "LINE",
-        "/",
-        "RESULT",
+        "TASK", "ENV", "PHASE", "BRANCH", "AGE", "DURATION", "NODE", "TRY", "STEP", "TOKENS", "COST",
+        "LAST", "LINE", "/", "RESULT",
     ]
     assert lines[1].split() == [
-        "T1",
-        "dev",
-        "running",
-        "agentic/f/T1",
-        "1h2m",
-        "1m5s",
-        "kwok-node-0",
-        "cloning",
-        "repo",
+        "T1", "dev", "running", "agentic/f/T1", "1h2m", "1m5s", "kwok-node-0", "1", "agent", "12.5k", "$0.0125",
+        "cloning", "repo",
     ]
-    assert lines[2].split() == ["T22", "dev", "succeeded", "-", "-", "-", "-", "did", "it"]
+    assert lines[2].split() == [
+        "T22", "dev", "succeeded", "-", "-", "-", "-", "2", "-", "12.5k", "$0.0125", "did", "it"]
+    assert lines[3:] == [
+        "total: 6 steps, 4 tool calls, 25.0k tokens, $0.0250",
+        "  environment dev: 6 steps, 4 tool calls, 25.0k tokens, $0.0250",
+        "  feature specs/001-f: 6 steps, 4 tool calls, 25.0k tokens, $0.0250",
+    ]
+    no_usage = io.StringIO()
+    cli.print_agents(AgentList(environments=["dev"], counts={}, agents=[agents[0].model_copy(update={"usage": None})]),
+                     no_usage)
+    assert len(no_usage.getvalue().splitlines()) == 2 and "total" not in no_usage.getvalue()
     empty = io.StringIO()
     cli.print_agents(AgentList(environments=["dev", "stg"], agents=[], counts={}), empty)
     assert empty.getvalue() == "no tasks in dev, stg\n"

@@ -176,6 +176,9 @@ def test_a_finished_task_in_full() -> None:
         "node": "kwok-node-0",
         "pods": ["agentic-t1-abc-x1"],
         "exit_code": 0,
+        "attempt": 1,
+        "usage": None,
+        "previous_usage": None,
     }
     assert status.result is not None and status.result.summary == "did it" and status.result.pushed
     info = AgentInfo.from_status(status)
@@ -227,5 +230,8 @@ def test_spec_context_is_the_contract_document() -> None:
         "feature_dir": None,
         "context_files": [],
         "deadline": None,
+        "max_cost": None,
+        "max_tokens": None,
+        "idle_timeout_seconds": None,
     }
     assert isinstance(spec.context(), TaskContext)

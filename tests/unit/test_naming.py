@@ -153,7 +153,21 @@ def test_task_labels_follow_the_contract() -> None:
         "agentic-sdlc.dev/task-id": "T012",
         "agentic-sdlc.dev/feature": "001-feature",
         "agentic-sdlc.dev/environment": "dev",
+        "agentic-sdlc.dev/attempt": "1",
     }
+    assert naming.task_labels("T012", "001-feature", "dev", 3)["agentic-sdlc.dev/attempt"] == "3"
+
+
+def test_attempts_have_their_own_job_names() -> None:
+    first = naming.job_name("T012", "001-feature")
+    assert naming.job_name("T012", "001-feature", 1) == first
+    second = naming.job_name("T012", "001-feature", 2)
+    assert second == first + "-a2"
+    long_id = "T" + "x" * 99
+    assert len(naming.job_name(long_id, "001-feature", 9999)) <= 63
+    assert naming.attempt_of({"agentic-sdlc.dev/attempt": "4"}) == 4
+    assert naming.attempt_of({}) == 1
+    assert naming.attempt_of({"agentic-sdlc.dev/attempt": "x"}) == 1
 
 
 def test_selector() -> None:

@@ -23,6 +23,7 @@ CONTRACT_FIELDS = [
     "files_changed",
     "summary",
     "error",
+    "usage",
 ]
 
 

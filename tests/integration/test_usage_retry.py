@@ -1,0 +1,257 @@
+"""Usage, budgets, retry and the live view through the real CLI against the real control plane with
+the chart installed (kwok runs the pods: the test writes their log lines and termination messages
+as the runner would). The spec-kit files are read back as the fork's scripts read them."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mcp_server import naming
+from tests.conftest import wait_until
+from tests.integration.test_cli import CLI, Cli
+from tests.support.runner_env import FEATURE, Cluster, install_chart, make_repo, result_json
+
+pytestmark = pytest.mark.integration
+
+CLOSING = Path("/tmp/usage-closing.txt")
+FEATURE_DIR = f"specs/{FEATURE}"
+USAGE = {"model": "scripted/scripted-1", "steps": 3, "tool_calls": 2, "input_tokens": 4700, "output_tokens": 260,
+         "reasoning_tokens": 50, "cache_read_tokens": 1300, "cache_write_tokens": 0, "cost": 0.01914}
+
+
+def usage_line(steps: int, cost: float) -> str:
+    usage = {**USAGE, "steps": steps, "cost": cost}
+    return json.dumps({"ts": "2026-01-01T00:00:00.000Z", "level": "info", "phase": "agent",
+                       "msg": f"usage so far: {steps} step(s)", "usage": usage})
+
+
+@pytest.fixture
+def cli(testenv, namespace: str, tmp_path: Path) -> Iterator[Cli]:
+    install_chart(testenv, namespace, {"task": {"budget": {"maxCost": 2.5, "maxTokens": 100000},
+                                                "idleTimeoutSeconds": 120}})
+    yield Cli(testenv, namespace, make_repo(tmp_path / "repo"), Cluster(testenv, namespace))
+
+
+def spawn(cli: Cli, task_id: str, *extra: str) -> str:
+    done = cli.run("spawn", task_id, "--context-dir", FEATURE_DIR, "-o", "json", *extra)
+    assert done.returncode == 0, done.stderr
+    return str(json.loads(done.stdout)["job"])
+
+
+def agents(cli: Cli) -> dict[str, dict]:
+    listed = cli.run("list", "-o", "json")
+    assert listed.returncode == 0, listed.stderr
+    return {a["task_id"]: a for a in json.loads(listed.stdout)["agents"]}
+
+
+def context_of(cli: Cli, job: str) -> dict:
+    pod = cli.cluster.get("pod", cli.cluster.pod_of(job, running=False))
+    return json.loads(pod["metadata"]["annotations"][naming.ANNOTATION_TASK_CONTEXT])
+
+
+def test_the_chart_gives_the_runner_its_budget_and_idle_limit(cli: Cli) -> None:
+    config = cli.cluster.get("configmap", selector="app.kubernetes.io/component=config")["items"][0]["data"]
+    assert json.loads(config["AGENTIC_BUDGET"]) == {"max_cost": 2.5, "max_tokens": 100000}
+    assert config["AGENTIC_IDLE_TIMEOUT_SECONDS"] == "120"
+    job = spawn(cli, "T002", "--max-cost", "0.5")
+    context = context_of(cli, job)
+    assert (context["max_cost"], context["max_tokens"]) == (0.5, None)  # None: the chart's default applies
+
+
+def test_budget_refusals_name_the_field_and_create_nothing(cli: Cli) -> None:
+    for args, field in ((["--max-cost", "-1"], "max_cost"), (["--max-tokens", "0"], "max_tokens")):
+        refused = cli.run("spawn", "T002", "Implement it", *args)
+        assert refused.returncode == 2, refused.stderr
+        assert refused.stderr.startswith(f"agentic-runner: invalid {field}: "), refused.stderr
+    assert cli.cluster.jobs() == []
+
+
+def test_usage_so_far_then_the_final_usage_in_list_status_and_the_speckit_files(cli: Cli) -> None:
+    job = spawn(cli, "T002")
+    pod = cli.cluster.pod_of(job)
+    cli.cluster.log(pod, usage_line(1, 0.005), '{"type":"tool_use","part":{"tool":"read"}}')
+    so_far = wait_until(lambda: (agents(cli)["T002"].get("usage") or None), message="usage so far in list")
+    assert (so_far["steps"], so_far["cost"]) == (1, 0.005)
+    status = cli.run("status", "T002")
+    assert ("usage:       so far: 1 step(s), 2 tool call(s), 6,310 tokens, $0.0050, model scripted/scripted-1\n"
+            in status.stdout)
+
+    cli.cluster.finish(pod, 0, result_json("T002", usage=USAGE))
+    cli.cluster.wait_job_condition(job)
+    listed = json.loads(cli.run("list", "-o", "json").stdout)
+    assert listed["agents"][0]["usage"] == USAGE
+    assert listed["totals"]["by_feature"][FEATURE_DIR]["cost"] == 0.01914
+    assert listed["totals"]["by_environment"]["dev"]["input_tokens"] == 4700
+    table = cli.run("list").stdout.splitlines()
+    assert table[1].split()[7:11] == ["1", "-", "6310", "$0.0191"]
+    assert table[2] == "total: 3 steps, 2 tool calls, 6310 tokens, $0.0191"
+    completed = (cli.repo / FEATURE_DIR / ".async_state" / "delegation_completed" / "T002.txt").read_text()
+    assert "tokens: 6310 (input 4700, output 260, reasoning 50, cache read 1300, cache write 0)\n" in completed
+    assert "cost: 0.019140 USD\n" in completed
+    meta = json.loads((cli.repo / FEATURE_DIR / "tasks_meta.json").read_text())
+    assert meta["tasks"]["T002"]["agentic_runner"]["usage"] == USAGE
+
+
+def test_budget_stop_then_retry_on_the_branch_with_racing_retries_making_one_job(cli: Cli) -> None:
+    job = spawn(cli, "T002", "--max-cost", "0.012")
+    running = spawn(cli, "T003")
+    pod = cli.cluster.pod_of(job)
+    error = "stopped: cost $0.0135 passed the budget max_cost $0.012"
+    cli.cluster.log(pod, usage_line(3, 0.0135),
+                    json.dumps({"phase": "agent", "msg": f"{error[9:]}: stopping the agent", "level": "warning"}),
+                    json.dumps({"phase": "push", "msg": f"pushed agentic/{FEATURE}/T002"}))
+    budget = result_json("T002", "budget_exceeded", error=error, usage={**USAGE, "cost": 0.0135})
+    cli.cluster.finish(pod, 3, budget)
+    cli.cluster.wait_job_condition(job)
+    row = agents(cli)["T002"]
+    assert (row["phase"], row["attempt"], row["usage"]["cost"]) == ("budget_exceeded", 1, 0.0135)
+    errors = cli.repo / FEATURE_DIR / ".async_state" / "delegation_errors" / "T002.txt"
+    assert f"reason: budget_exceeded: {error}\n" in errors.read_text()
+    meta = json.loads((cli.repo / FEATURE_DIR / "tasks_meta.json").read_text())
+    assert meta["tasks"]["T002"]["status"] == "failed"
+    before = cli.run("list").stdout
+
+    # a running task is refused, nothing created
+    cli.cluster.pod_of(running)
+    refused = cli.run("retry", "T003")
+    assert (refused.returncode, refused.stdout) == (2, "")
+    assert refused.stderr == (
+        "agentic-runner: invalid task_id: task T003 (attempt 1) cannot be retried: it is still running; allowed: "
+        "a task that failed, timed out, passed its budget or stalled (spawn_task_pod starts a new one).\n")
+    assert sorted(j["metadata"]["name"] for j in cli.cluster.jobs()) == sorted([job, running])
+
+    # racing retries: one Job
+    outcomes: list[subprocess.CompletedProcess[str]] = []
+    threads = [threading.Thread(target=lambda: outcomes.append(cli.run("retry", "T002", "-o", "json")))
+               for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    second = naming.job_name("T002", FEATURE, 2)
+    assert sorted(j["metadata"]["name"] for j in cli.cluster.jobs()) == sorted([job, running, second])
+    made = [json.loads(o.stdout) for o in outcomes if o.returncode == 0]
+    assert made and all(h["job"] == second and h["attempt"] == 2 for h in made)
+    assert sum(h["created"] for h in made) == 1
+    for o in outcomes:  # a retry that came after the new attempt existed is refused: it has not finished
+        assert o.returncode == 0 or "cannot be retried: it has not finished (pending)" in o.stderr \
+            or "cannot be retried: it is still running" in o.stderr, o.stderr
+    new_job = cli.cluster.get("job", second)
+    assert new_job["metadata"]["labels"]["agentic-sdlc.dev/attempt"] == "2"
+    context = context_of(cli, second)
+    assert context["task_branch"] == f"agentic/{FEATURE}/T002" and context["max_cost"] == 0.012
+    assert f"## Previous attempt (1) ended: budget_exceeded\n\nError: {error}\n" in context["description"]
+    assert f"[push] pushed agentic/{FEATURE}/T002" in context["description"]
+    # the task is its latest attempt; the spec-kit files say in_progress again
+    row = agents(cli)["T002"]
+    assert (row["attempt"], row["job"]) == (2, second) and row["phase"] in ("pending", "running")
+    meta = json.loads((cli.repo / FEATURE_DIR / "tasks_meta.json").read_text())
+    assert meta["tasks"]["T002"]["status"] == "in_progress" and not errors.exists()
+    assert "attempt:     2\n" in cli.run("status", "T002").stdout
+
+    new_pod = cli.cluster.pod_of(second)
+    cli.cluster.finish(new_pod, 0, result_json("T002", usage=USAGE))
+    cli.cluster.wait_job_condition(second)
+    finished = cli.cluster.pod_of(running)
+    cli.cluster.finish(finished, 0, result_json("T003", usage={**USAGE, "cost": 0.002, "steps": 1}))
+    cli.cluster.wait_job_condition(running)
+    # a succeeded task is refused too
+    refused = cli.run("retry", "T002")
+    assert refused.returncode == 2 and "cannot be retried: it succeeded" in refused.stderr
+    with CLOSING.open("a") as handle:
+        handle.write("# agentic-runner list: T002 stopped by its budget (before the retry)\n" + before + "\n")
+        handle.write("# agentic-runner list: T002 retried (attempt 2) and finished, T003 finished\n"
+                     + cli.run("list").stdout + "\n")
+
+
+def test_fresh_retry_starts_from_the_base_on_a_branch_of_its_own(cli: Cli) -> None:
+    job = spawn(cli, "T002")
+    cli.cluster.finish(cli.cluster.pod_of(job), 1, result_json("T002", "failed", error="OpenCode reported: boom"))
+    cli.cluster.wait_job_condition(job)
+    retried = cli.run("retry", "T002", "--fresh", "--max-cost", "3")
+    second = naming.job_name("T002", FEATURE, 2)
+    assert (retried.returncode, retried.stderr) == (0, "")
+    assert retried.stdout == (f"T002: attempt 2, job {second} in {cli.namespace} (dev), branch "
+                              f"agentic/{FEATURE}/T002-attempt-2 — created\n")
+    context = context_of(cli, second)
+    assert context["max_cost"] == 3.0
+    assert "Error: OpenCode reported: boom" in context["description"]
+    assert "starts again from the base branch (fresh)" in context["description"]
+
+
+class Tmux:
+    """A tmux server of the test's own (socket under the test's directory) running one command."""
+
+    def __init__(self, root: Path, command: list[str], env: dict[str, str], cwd: Path) -> None:
+        self.socket = str(root / "tmux.sock")
+        script = root / "watch.sh"
+        exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
+        script.write_text(f"#!/bin/sh\n{exports}cd {shlex.quote(str(cwd))}\nexec {shlex.join(command)}\n")
+        script.chmod(0o755)
+        self.tmux("-f", "/dev/null", "new-session", "-d", "-x", "180", "-y", "40", "-s", "watch", str(script))
+        self.tmux("set-option", "-t", "watch", "remain-on-exit", "on")
+
+    def tmux(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-S", self.socket, *args], check=True, capture_output=True, text=True).stdout
+
+    def screen(self) -> str:
+        return self.tmux("capture-pane", "-p", "-e", "-t", "watch")
+
+    def plain(self) -> str:
+        return self.tmux("capture-pane", "-p", "-t", "watch")
+
+    def dead(self) -> tuple[bool, str]:
+        """Whether the command has ended, and its exit status (empty until tmux has it)."""
+        out = self.tmux("display-message", "-p", "-t", "watch", "#{pane_dead} #{pane_dead_status}").split()
+        dead = out[0] == "1"
+        return dead, (out[1] if dead and len(out) > 1 else "")
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "-S", self.socket, "kill-server"], capture_output=True)
+
+
+def test_list_watch_redraws_one_table_until_every_task_has_ended(cli: Cli, tmp_path: Path) -> None:
+    jobs = {task: spawn(cli, task) for task in ("T002", "T003")}
+    pods = {task: cli.cluster.pod_of(job) for task, job in jobs.items()}
+    cli.cluster.log(pods["T002"], usage_line(1, 0.005))
+    tmux = Tmux(tmp_path, [CLI, "list", "--watch", "--interval", "0.5"], cli.env(), cli.repo)
+    try:
+        def shows(*texts: str) -> str | None:
+            screen = tmux.plain()
+            return screen if all(t in screen for t in texts) else None
+
+        screen = wait_until(lambda: shows("T002", "T003", "$0.0050", "total: 1 steps"), timeout=60,
+                            message="both tasks and T002's usage so far on the screen")
+        assert screen.count("TASK") == 1  # one table, redrawn in place
+        assert "\x1b[36mrunning\x1b[39m" in tmux.screen()  # coloured on a terminal (as tmux re-encodes it)
+        cli.cluster.finish(pods["T002"], 0, result_json("T002", usage=USAGE))
+        wait_until(lambda: shows("succeeded", "$0.0191"), timeout=60, message="T002's final usage")
+        cli.cluster.finish(pods["T003"], 0, result_json("T003", usage={**USAGE, "cost": 0.001}))
+        status = wait_until(lambda: tmux.dead()[1] or None, timeout=60, message="watch to end by itself")
+        assert status == "0"
+        final = tmux.plain()
+        assert final.count("TASK") == 1 and final.count("succeeded") == 2
+        assert "total: 6 steps, 4 tool calls, 12.6k tokens, $0.0201" in final
+    finally:
+        tmux.close()
+
+
+def test_list_watch_quits_on_q(cli: Cli, tmp_path: Path) -> None:
+    spawn(cli, "T002")
+    tmux = Tmux(tmp_path, [CLI, "list", "--watch", "--interval", "0.5"], cli.env(), cli.repo)
+    try:
+        wait_until(lambda: "T002" in tmux.plain() or None, timeout=60, message="the table")
+        time.sleep(0.5)
+        tmux.tmux("send-keys", "-t", "watch", "q")
+        status = wait_until(lambda: tmux.dead()[1] or None, timeout=30, message="watch to quit on q")
+        assert status == "0"
+    finally:
+        tmux.close()
