@@ -226,9 +226,11 @@ def build_server(get_service: ServiceGetter) -> RunnerMCPServer:
         "List the agent tasks",
         "List every task of an environment (or of all configured environments): task id, branch, phase "
         "(pending, running, succeeded, failed, timed_out, cancelled, budget_exceeded, stalled), attempt, "
-        "step, age, duration, node, last log line, result summary and usage (tokens, cost, steps, tool "
-        "calls: so far while running), newest first, with counts per phase and usage totals per "
-        "environment and feature.",
+        "step, age, duration, node, result summary, usage (tokens, cost, steps, tool calls; while running: "
+        "so far, from the lines this server has seen) and the last log line this server has seen "
+        "(stream_task_logs; get_task_status reads it for one task), newest first, with counts per phase and "
+        "usage totals per environment and feature. For a large namespace, page with limit and the "
+        "result's continue_token.",
         ListAgentsRequest,
         AgentList,
         read_only,
