@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from mcp_server import naming
-from tests.support.git_remotes import BareRemote, git
+from tests.support.git_remotes import BareRemote, git, served_url
 from tests.support.mcp_client import connect
 from tests.support.runner_env import Cluster, install_chart, server_env
 from tests.support.speckit_fork import Fork, make_feature
@@ -47,7 +47,7 @@ def make_project(root: Path) -> tuple[Path, BareRemote]:
     git("add", "-A", cwd=repo)
     git("-c", "user.name=dev", "-c", "user.email=dev@example.com", "commit", "-q", "-m", "feature: spec, plan, tasks",
         cwd=repo)
-    git("remote", "add", "origin", f"file://{bare}", cwd=repo)
+    git("remote", "add", "origin", served_url(bare), cwd=repo)
     git("push", "-q", "origin", FEATURE, cwd=repo)
     return repo, BareRemote(bare)
 

@@ -5,6 +5,7 @@ behind HTTP basic auth (https-style token auth over http://127.0.0.1)."""
 
 from __future__ import annotations
 
+import atexit
 import base64
 import os
 import pwd
@@ -138,6 +139,26 @@ def git_daemon(base: Path, host: str = "127.0.0.1") -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+_SERVED: list[tuple[subprocess.Popen[bytes], int]] = []
+
+
+def served_url(repo: Path) -> str:
+    """`repo` (under /tmp) through one `git daemon` per test process on 127.0.0.1 (fetch and push),
+    started at the first call and stopped when the process exits: a URL a cluster task may be given
+    (the test releases allow 127.0.0.1 as an insecure host; `file://` is refused for pods)."""
+    if not _SERVED:
+        port = free_port()
+        proc = subprocess.Popen(
+            ["git", "daemon", "--reuseaddr", "--export-all", "--enable=receive-pack", "--informative-errors",
+             "--listen=127.0.0.1", f"--port={port}", "/tmp"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        atexit.register(proc.terminate)
+        wait_for_port(port)
+        _SERVED.append((proc, port))
+    return f"git://127.0.0.1:{_SERVED[0][1]}{repo.resolve()}"
 
 
 @dataclass(frozen=True)
