@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 
 from mcp_server import naming
-from mcp_server.speckit_extension.install import render_for_opencode, source_dir
+from mcp_server.speckit_extension.install import source_dir
 from tests.integration.test_speckit_flow import FEATURE, IDENTITY, TASKS_FILE, Oracle, agent_push, make_project, result
 from tests.support.git_remotes import git
 from tests.support.runner_env import BIN, Cluster, install_chart, server_env
@@ -243,10 +243,17 @@ def set_up_project(tmp_path: Path, env: dict[str, str]) -> tuple[Path, Any, Fork
     return repo, remote, fork
 
 
-def shipped_command(name: str) -> str:
-    """The body of the extension's command as it ships (what OpenCode must hand the model)."""
-    text = render_for_opencode((source_dir() / "commands" / f"{name.split('.')[-1]}.md").read_text())
-    return text.split("\n---\n", 1)[1].strip()
+def files_under(directory: Path, root: Path) -> set[str]:
+    return {str(path.relative_to(root)) for path in directory.rglob("*") if path.is_file()}
+
+
+def shipped_command(name: str, heading: str) -> str:
+    """The body of the extension's command file as it ships, for FEATURE_DIR (its frontmatter cut off here, not by
+    the installer under test): what OpenCode must hand the model."""
+    text = (source_dir() / "commands" / f"{name.rsplit('.', 1)[-1]}.md").read_text()
+    body = text.split("\n---\n", 1)[1].strip()
+    assert body.startswith(heading), body[:200]
+    return body.replace("$ARGUMENTS", FEATURE_DIR)
 
 
 def test_opencode_implements_a_feature_through_the_extensions_commands(
@@ -287,7 +294,7 @@ def test_opencode_implements_a_feature_through_the_extensions_commands(
         ]))
 
         first = delegate.requests[0]
-        assert shipped_command(DELEGATE).replace("$ARGUMENTS", FEATURE_DIR) in user_text(first)
+        assert shipped_command(DELEGATE, "# Hand the [ASYNC] tasks to the agents") in user_text(first)
         assert {f"agentic-runner_{t}" for t in TOOLS} <= offered_tools(first), sorted(offered_tools(first))
         assert main.tool_states() == [("bash", "completed")] * 4 + [
             ("agentic-runner_spawn_async_tasks", "completed"), ("bash", "completed")]
@@ -343,7 +350,7 @@ def test_opencode_implements_a_feature_through_the_extensions_commands(
             Turn(text="T001 completed and merged; T002 failed (tests fail): retry it or do it by hand?"),
         ]), play={2: phase_1_agents})
 
-        assert shipped_command(FOLLOW).replace("$ARGUMENTS", FEATURE_DIR) in user_text(follow.requests[0])
+        assert shipped_command(FOLLOW, "# Follow the agents") in user_text(follow.requests[0])
         results = follow.results()
         assert [name for name, _ in results] == [
             "agentic-runner_stream_task_logs", "bash", "agentic-runner_stream_task_logs", "bash", "bash",
@@ -432,6 +439,14 @@ def test_opencode_implements_a_feature_through_the_extensions_commands(
         fork.run("complete-task", str(fork.meta), "T005", "wired")
         _statuses, summary = step("the user did T005")
         assert summary["all_done"] is True
+
+        # OpenCode's runs added nothing to the .opencode/ the user copied from this repository (it
+        # writes .opencode/.gitignore on a first run: the repository ships it as OpenCode writes it).
+        installed = {f".opencode/commands/{name}.md" for name in (DELEGATE, FOLLOW, "speckit.agentic-runner.merge")}
+        shipped = set(git("ls-files", ".opencode", cwd=REPO_ROOT).split())
+        assert ".opencode/.gitignore" in shipped
+        assert files_under(repo / ".opencode", repo) == shipped | installed
+        assert (repo / ".opencode" / ".gitignore").read_bytes() == (REPO_ROOT / ".opencode" / ".gitignore").read_bytes()
 
     transcript = "\n".join(main.transcript)
     print(transcript)
