@@ -56,6 +56,12 @@ def check_status(*task_ids: str) -> ToolCall:
     return bash(line, "spec-kit check-status")
 
 
+def dispatch(task_id: str, description: str) -> ToolCall:
+    """The fork's dispatch-async, as the delegate command shows it."""
+    return bash(f'bash {UTILS} dispatch-async {task_id} general "{description}" "See plan.md" '
+                f'"Keep the public API" "Commit your work" {FEATURE_DIR}', f"dispatch-async {task_id}")
+
+
 def tool(name: str, **args: Any) -> ToolCall:
     return ToolCall(f"agentic-runner_{name}", args)
 
@@ -280,14 +286,11 @@ def test_opencode_implements_a_feature_through_the_extensions_commands(
         delegate = main.run(DELEGATE, FEATURE_DIR, Session([
             Turn(text="Initialising the feature's tasks_meta.json.", tool_calls=(
                 bash(f"test -f {FEATURE_DIR}/tasks_meta.json || bash {UTILS} init {FEATURE_DIR}", "spec-kit init"),)),
-            Turn(text="Writing the delegation prompts.", tool_calls=tuple(
-                bash(f'bash {UTILS} dispatch-async {task} general "{text}" "See plan.md" '
-                     f'"Keep the public API" "Commit your work" {FEATURE_DIR}', f"dispatch-async {task}")
-                for task, text in (
-                    ("T001", "Create the greeting module in src/greet.py"),
-                    ("T002", "Create the farewell module in src/farewell.py"),
-                    ("T004", "Add a name parameter to src/greet.py"),
-                ))),
+            Turn(tool_calls=(tool("spawn_async_tasks", tasks_file=TASKS_FILE, dry_run=True),)),
+            Turn(text="Writing the delegation prompts of the tasks that start now.", tool_calls=(
+                dispatch("T001", "Create the greeting module in src/greet.py"),
+                dispatch("T002", "Create the farewell module in src/farewell.py"),
+            )),
             Turn(tool_calls=(tool("spawn_async_tasks", tasks_file=TASKS_FILE),)),
             Turn(tool_calls=(check_status("T001", "T002", "T004"),)),
             Turn(text="**Tasks T001, T002 are handed to agents. Do NOT implement them.** T004 waits for phase 1."),
@@ -296,15 +299,20 @@ def test_opencode_implements_a_feature_through_the_extensions_commands(
         first = delegate.requests[0]
         assert shipped_command(DELEGATE, "# Hand the [ASYNC] tasks to the agents") in user_text(first)
         assert {f"agentic-runner_{t}" for t in TOOLS} <= offered_tools(first), sorted(offered_tools(first))
-        assert main.tool_states() == [("bash", "completed")] * 4 + [
-            ("agentic-runner_spawn_async_tasks", "completed"), ("bash", "completed")]
+        assert main.tool_states() == [
+            ("bash", "completed"), ("agentic-runner_spawn_async_tasks", "completed"), ("bash", "completed"),
+            ("bash", "completed"), ("agentic-runner_spawn_async_tasks", "completed"), ("bash", "completed")]
+        dry = json.loads(delegate.results()[1][1])
+        assert (dry["dry_run"], dry["handles"]) == (True, [])
+        assert [(p["task_id"], p["action"]) for p in dry["plan"]] == [
+            ("T001", "spawn"), ("T002", "spawn"), ("T004", "wait")]
         plan = last_json(delegate.requests[-1], "spawn_async_tasks")
         assert [(p["task_id"], p["phase"], p["action"]) for p in plan["plan"]] == [
             ("T001", "Phase 1", "spawn"), ("T002", "Phase 1", "spawn"), ("T004", "Phase 2", "wait")]
         assert plan["plan"][2]["waits_for"] == ["T001", "T002", "T003"]
         jobs = {h["task_id"]: h["job"] for h in plan["handles"]}
         assert sorted(jobs) == ["T001", "T002"]
-        assert delegate.results()[-1] == ("bash", "T001: running\nT002: running\nT004: running\n")
+        assert delegate.results()[-1] == ("bash", "T001: running\nT002: running\nT004: no_job\n")
         assert sorted(j["metadata"]["name"] for j in cluster.jobs()) == sorted(jobs.values())
 
         # The prompt dispatch-async wrote (the model ran it through OpenCode's bash) is the Job's.
@@ -316,7 +324,7 @@ def test_opencode_implements_a_feature_through_the_extensions_commands(
 
         statuses, summary = step("after /speckit.agentic-runner.delegate (T001, T002 spawned; T004 waits)",
                                  "T001", "T002", "T004")
-        assert statuses == {"T001": "running", "T002": "running", "T004": "running"}  # T004: dispatched
+        assert statuses == {"T001": "running", "T002": "running", "T004": "no_job"}  # T004 waits, undispatched
         assert summary == {"total_tasks": 5, "pending": 3, "in_progress": 2, "completed": 0, "failed": 0,
                            "sync_tasks": 2, "async_tasks": 3, "all_done": False}
         meta = json.loads(fork.meta.read_text())
@@ -345,7 +353,7 @@ def test_opencode_implements_a_feature_through_the_extensions_commands(
             Turn(tool_calls=(tool("merge_task_branches", feature=FEATURE_DIR),)),
             Turn(tool_calls=(read(f"{FEATURE_DIR}/tasks.md"),)),
             Turn(tool_calls=(edit(f"{FEATURE_DIR}/tasks.md", "- [ ] T001", "- [X] T001"),)),
-            Turn(tool_calls=(tool("spawn_async_tasks", tasks_file=TASKS_FILE),)),
+            Turn(tool_calls=(tool("spawn_async_tasks", tasks_file=TASKS_FILE, dry_run=True),)),
             Turn(tool_calls=(bash(f"bash {UTILS} summary {FEATURE_DIR}/tasks_meta.json", "spec-kit summary"),)),
             Turn(text="T001 completed and merged; T002 failed (tests fail): retry it or do it by hand?"),
         ]), play={2: phase_1_agents})
@@ -376,7 +384,7 @@ def test_opencode_implements_a_feature_through_the_extensions_commands(
 
         statuses, summary = step("after /speckit.agentic-runner.follow (T001 succeeded and merged, T002 failed)",
                                  "T001", "T002", "T004")
-        assert statuses == {"T001": "completed", "T002": "failed", "T004": "running"}
+        assert statuses == {"T001": "completed", "T002": "failed", "T004": "no_job"}
         assert (summary["completed"], summary["failed"], summary["in_progress"], summary["all_done"]) == (
             1, 1, 0, False)
         meta = json.loads(fork.meta.read_text())["tasks"]
@@ -400,6 +408,8 @@ def test_opencode_implements_a_feature_through_the_extensions_commands(
 
         # 4. /speckit.agentic-runner.delegate again: phase 2 (T004) starts.
         delegate = main.run(DELEGATE, FEATURE_DIR, Session([
+            Turn(tool_calls=(tool("spawn_async_tasks", tasks_file=TASKS_FILE, dry_run=True),)),
+            Turn(tool_calls=(dispatch("T004", "Add a name parameter to src/greet.py"),)),
             Turn(tool_calls=(tool("spawn_async_tasks", tasks_file=TASKS_FILE),)),
             Turn(tool_calls=(check_status("T004"),)),
             Turn(text="**Task T004 is handed to an agent. Do NOT implement it.**"),
@@ -408,6 +418,10 @@ def test_opencode_implements_a_feature_through_the_extensions_commands(
         assert [(p["task_id"], p["phase"], p["action"]) for p in phase_2["plan"]] == [("T004", "Phase 2", "spawn")]
         jobs.update({h["task_id"]: h["job"] for h in phase_2["handles"]})
         assert delegate.results()[-1] == ("bash", "T004: running\n")
+        prompt = (repo / FEATURE_DIR / ".async_state" / "delegation_prompts" / "T004.md").read_text()
+        job = cluster.get("job", jobs["T004"])
+        context = json.loads(job["spec"]["template"]["metadata"]["annotations"][naming.ANNOTATION_TASK_CONTEXT])
+        assert "**Task ID:** T004" in prompt and context["description"] == prompt.strip()
         step("phase 2 started (T004)", "T002", "T004")
 
         # 5. /speckit.agentic-runner.follow: T004 succeeds; merge-back; T005 [SYNC] is the user's.
