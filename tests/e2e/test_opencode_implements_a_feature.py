@@ -436,9 +436,16 @@ def test_opencode_implements_a_feature_through_the_extensions_commands(
             Turn(tool_calls=(check_status("T004"),)),
             Turn(tool_calls=(tool("merge_task_branches", feature=FEATURE_DIR),)),
             Turn(tool_calls=(bash(f"bash {UTILS} summary {FEATURE_DIR}/tasks_meta.json", "spec-kit summary"),)),
+            Turn(tool_calls=(tool("cancel_task", task_id="T004"),)),  # opencode.json: ask; nobody is asked here
             Turn(text="T004 completed and merged; T005 is yours."),
         ]), play={1: phase_2_agent})
         results = follow.results()
+        # cancel_task asks first (opencode.json): in a headless run nobody can say yes, so OpenCode
+        # refuses the call and nothing is cancelled.
+        cancel = [e["part"] for e in main.events if e.get("type") == "tool_use"][-1]
+        assert (cancel["tool"], cancel["state"]["status"], cancel["state"]["error"]) == (
+            "agentic-runner_cancel_task", "error", "The user rejected permission to use this specific tool call.")
+        assert cluster.get("job", jobs["T004"])["metadata"]["name"] == jobs["T004"]
         assert results[2][1] == "T004: completed\n"
         merged = json.loads(results[3][1])
         assert [(e["task_id"], e["action"]) for e in merged["entries"]][-1] == ("T004", "merged")
