@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 
 from mcp_server import naming
-from mcp_server.speckit_extension.install import render_for_opencode, source_dir
+from mcp_server.speckit_extension.install import source_dir
 from tests.integration.test_speckit_flow import FEATURE, IDENTITY, TASKS_FILE, Oracle, agent_push, make_project, result
 from tests.support.git_remotes import git
 from tests.support.runner_env import BIN, Cluster, install_chart, server_env
@@ -54,6 +54,12 @@ TOOLS = ("spawn_async_tasks", "stream_task_logs", "list_agents", "get_task_statu
 def check_status(*task_ids: str) -> ToolCall:
     line = "; ".join(f'echo "{t}: $(bash {UTILS} check-status {t} {FEATURE_DIR})"' for t in task_ids)
     return bash(line, "spec-kit check-status")
+
+
+def dispatch(task_id: str, description: str) -> ToolCall:
+    """The fork's dispatch-async, as the delegate command shows it."""
+    return bash(f'bash {UTILS} dispatch-async {task_id} general "{description}" "See plan.md" '
+                f'"Keep the public API" "Commit your work" {FEATURE_DIR}', f"dispatch-async {task_id}")
 
 
 def tool(name: str, **args: Any) -> ToolCall:
@@ -243,10 +249,17 @@ def set_up_project(tmp_path: Path, env: dict[str, str]) -> tuple[Path, Any, Fork
     return repo, remote, fork
 
 
-def shipped_command(name: str) -> str:
-    """The body of the extension's command as it ships (what OpenCode must hand the model)."""
-    text = render_for_opencode((source_dir() / "commands" / f"{name.split('.')[-1]}.md").read_text())
-    return text.split("\n---\n", 1)[1].strip()
+def files_under(directory: Path, root: Path) -> set[str]:
+    return {str(path.relative_to(root)) for path in directory.rglob("*") if path.is_file()}
+
+
+def shipped_command(name: str, heading: str) -> str:
+    """The body of the extension's command file as it ships, for FEATURE_DIR (its frontmatter cut off here, not by
+    the installer under test): what OpenCode must hand the model."""
+    text = (source_dir() / "commands" / f"{name.rsplit('.', 1)[-1]}.md").read_text()
+    body = text.split("\n---\n", 1)[1].strip()
+    assert body.startswith(heading), body[:200]
+    return body.replace("$ARGUMENTS", FEATURE_DIR)
 
 
 def test_opencode_implements_a_feature_through_the_extensions_commands(
@@ -273,31 +286,33 @@ def test_opencode_implements_a_feature_through_the_extensions_commands(
         delegate = main.run(DELEGATE, FEATURE_DIR, Session([
             Turn(text="Initialising the feature's tasks_meta.json.", tool_calls=(
                 bash(f"test -f {FEATURE_DIR}/tasks_meta.json || bash {UTILS} init {FEATURE_DIR}", "spec-kit init"),)),
-            Turn(text="Writing the delegation prompts.", tool_calls=tuple(
-                bash(f'bash {UTILS} dispatch-async {task} general "{text}" "See plan.md" '
-                     f'"Keep the public API" "Commit your work" {FEATURE_DIR}', f"dispatch-async {task}")
-                for task, text in (
-                    ("T001", "Create the greeting module in src/greet.py"),
-                    ("T002", "Create the farewell module in src/farewell.py"),
-                    ("T004", "Add a name parameter to src/greet.py"),
-                ))),
+            Turn(tool_calls=(tool("spawn_async_tasks", tasks_file=TASKS_FILE, dry_run=True),)),
+            Turn(text="Writing the delegation prompts of the tasks that start now.", tool_calls=(
+                dispatch("T001", "Create the greeting module in src/greet.py"),
+                dispatch("T002", "Create the farewell module in src/farewell.py"),
+            )),
             Turn(tool_calls=(tool("spawn_async_tasks", tasks_file=TASKS_FILE),)),
             Turn(tool_calls=(check_status("T001", "T002", "T004"),)),
             Turn(text="**Tasks T001, T002 are handed to agents. Do NOT implement them.** T004 waits for phase 1."),
         ]))
 
         first = delegate.requests[0]
-        assert shipped_command(DELEGATE).replace("$ARGUMENTS", FEATURE_DIR) in user_text(first)
+        assert shipped_command(DELEGATE, "# Hand the [ASYNC] tasks to the agents") in user_text(first)
         assert {f"agentic-runner_{t}" for t in TOOLS} <= offered_tools(first), sorted(offered_tools(first))
-        assert main.tool_states() == [("bash", "completed")] * 4 + [
-            ("agentic-runner_spawn_async_tasks", "completed"), ("bash", "completed")]
+        assert main.tool_states() == [
+            ("bash", "completed"), ("agentic-runner_spawn_async_tasks", "completed"), ("bash", "completed"),
+            ("bash", "completed"), ("agentic-runner_spawn_async_tasks", "completed"), ("bash", "completed")]
+        dry = json.loads(delegate.results()[1][1])
+        assert (dry["dry_run"], dry["handles"]) == (True, [])
+        assert [(p["task_id"], p["action"]) for p in dry["plan"]] == [
+            ("T001", "spawn"), ("T002", "spawn"), ("T004", "wait")]
         plan = last_json(delegate.requests[-1], "spawn_async_tasks")
         assert [(p["task_id"], p["phase"], p["action"]) for p in plan["plan"]] == [
             ("T001", "Phase 1", "spawn"), ("T002", "Phase 1", "spawn"), ("T004", "Phase 2", "wait")]
         assert plan["plan"][2]["waits_for"] == ["T001", "T002", "T003"]
         jobs = {h["task_id"]: h["job"] for h in plan["handles"]}
         assert sorted(jobs) == ["T001", "T002"]
-        assert delegate.results()[-1] == ("bash", "T001: running\nT002: running\nT004: running\n")
+        assert delegate.results()[-1] == ("bash", "T001: running\nT002: running\nT004: no_job\n")
         assert sorted(j["metadata"]["name"] for j in cluster.jobs()) == sorted(jobs.values())
 
         # The prompt dispatch-async wrote (the model ran it through OpenCode's bash) is the Job's.
@@ -309,7 +324,7 @@ def test_opencode_implements_a_feature_through_the_extensions_commands(
 
         statuses, summary = step("after /speckit.agentic-runner.delegate (T001, T002 spawned; T004 waits)",
                                  "T001", "T002", "T004")
-        assert statuses == {"T001": "running", "T002": "running", "T004": "running"}  # T004: dispatched
+        assert statuses == {"T001": "running", "T002": "running", "T004": "no_job"}  # T004 waits, undispatched
         assert summary == {"total_tasks": 5, "pending": 3, "in_progress": 2, "completed": 0, "failed": 0,
                            "sync_tasks": 2, "async_tasks": 3, "all_done": False}
         meta = json.loads(fork.meta.read_text())
@@ -338,12 +353,12 @@ def test_opencode_implements_a_feature_through_the_extensions_commands(
             Turn(tool_calls=(tool("merge_task_branches", feature=FEATURE_DIR),)),
             Turn(tool_calls=(read(f"{FEATURE_DIR}/tasks.md"),)),
             Turn(tool_calls=(edit(f"{FEATURE_DIR}/tasks.md", "- [ ] T001", "- [X] T001"),)),
-            Turn(tool_calls=(tool("spawn_async_tasks", tasks_file=TASKS_FILE),)),
+            Turn(tool_calls=(tool("spawn_async_tasks", tasks_file=TASKS_FILE, dry_run=True),)),
             Turn(tool_calls=(bash(f"bash {UTILS} summary {FEATURE_DIR}/tasks_meta.json", "spec-kit summary"),)),
             Turn(text="T001 completed and merged; T002 failed (tests fail): retry it or do it by hand?"),
         ]), play={2: phase_1_agents})
 
-        assert shipped_command(FOLLOW).replace("$ARGUMENTS", FEATURE_DIR) in user_text(follow.requests[0])
+        assert shipped_command(FOLLOW, "# Follow the agents") in user_text(follow.requests[0])
         results = follow.results()
         assert [name for name, _ in results] == [
             "agentic-runner_stream_task_logs", "bash", "agentic-runner_stream_task_logs", "bash", "bash",
@@ -369,7 +384,7 @@ def test_opencode_implements_a_feature_through_the_extensions_commands(
 
         statuses, summary = step("after /speckit.agentic-runner.follow (T001 succeeded and merged, T002 failed)",
                                  "T001", "T002", "T004")
-        assert statuses == {"T001": "completed", "T002": "failed", "T004": "running"}
+        assert statuses == {"T001": "completed", "T002": "failed", "T004": "no_job"}
         assert (summary["completed"], summary["failed"], summary["in_progress"], summary["all_done"]) == (
             1, 1, 0, False)
         meta = json.loads(fork.meta.read_text())["tasks"]
@@ -393,6 +408,8 @@ def test_opencode_implements_a_feature_through_the_extensions_commands(
 
         # 4. /speckit.agentic-runner.delegate again: phase 2 (T004) starts.
         delegate = main.run(DELEGATE, FEATURE_DIR, Session([
+            Turn(tool_calls=(tool("spawn_async_tasks", tasks_file=TASKS_FILE, dry_run=True),)),
+            Turn(tool_calls=(dispatch("T004", "Add a name parameter to src/greet.py"),)),
             Turn(tool_calls=(tool("spawn_async_tasks", tasks_file=TASKS_FILE),)),
             Turn(tool_calls=(check_status("T004"),)),
             Turn(text="**Task T004 is handed to an agent. Do NOT implement it.**"),
@@ -401,6 +418,10 @@ def test_opencode_implements_a_feature_through_the_extensions_commands(
         assert [(p["task_id"], p["phase"], p["action"]) for p in phase_2["plan"]] == [("T004", "Phase 2", "spawn")]
         jobs.update({h["task_id"]: h["job"] for h in phase_2["handles"]})
         assert delegate.results()[-1] == ("bash", "T004: running\n")
+        prompt = (repo / FEATURE_DIR / ".async_state" / "delegation_prompts" / "T004.md").read_text()
+        job = cluster.get("job", jobs["T004"])
+        context = json.loads(job["spec"]["template"]["metadata"]["annotations"][naming.ANNOTATION_TASK_CONTEXT])
+        assert "**Task ID:** T004" in prompt and context["description"] == prompt.strip()
         step("phase 2 started (T004)", "T002", "T004")
 
         # 5. /speckit.agentic-runner.follow: T004 succeeds; merge-back; T005 [SYNC] is the user's.
@@ -415,9 +436,16 @@ def test_opencode_implements_a_feature_through_the_extensions_commands(
             Turn(tool_calls=(check_status("T004"),)),
             Turn(tool_calls=(tool("merge_task_branches", feature=FEATURE_DIR),)),
             Turn(tool_calls=(bash(f"bash {UTILS} summary {FEATURE_DIR}/tasks_meta.json", "spec-kit summary"),)),
+            Turn(tool_calls=(tool("cancel_task", task_id="T004"),)),  # opencode.json: ask; nobody is asked here
             Turn(text="T004 completed and merged; T005 is yours."),
         ]), play={1: phase_2_agent})
         results = follow.results()
+        # cancel_task asks first (opencode.json): in a headless run nobody can say yes, so OpenCode
+        # refuses the call and nothing is cancelled.
+        cancel = [e["part"] for e in main.events if e.get("type") == "tool_use"][-1]
+        assert (cancel["tool"], cancel["state"]["status"], cancel["state"]["error"]) == (
+            "agentic-runner_cancel_task", "error", "The user rejected permission to use this specific tool call.")
+        assert cluster.get("job", jobs["T004"])["metadata"]["name"] == jobs["T004"]
         assert results[2][1] == "T004: completed\n"
         merged = json.loads(results[3][1])
         assert [(e["task_id"], e["action"]) for e in merged["entries"]][-1] == ("T004", "merged")
@@ -432,6 +460,14 @@ def test_opencode_implements_a_feature_through_the_extensions_commands(
         fork.run("complete-task", str(fork.meta), "T005", "wired")
         _statuses, summary = step("the user did T005")
         assert summary["all_done"] is True
+
+        # OpenCode's runs added nothing to the .opencode/ the user copied from this repository (it
+        # writes .opencode/.gitignore on a first run: the repository ships it as OpenCode writes it).
+        installed = {f".opencode/commands/{name}.md" for name in (DELEGATE, FOLLOW, "speckit.agentic-runner.merge")}
+        shipped = set(git("ls-files", ".opencode", cwd=REPO_ROOT).split())
+        assert ".opencode/.gitignore" in shipped
+        assert files_under(repo / ".opencode", repo) == shipped | installed
+        assert (repo / ".opencode" / ".gitignore").read_bytes() == (REPO_ROOT / ".opencode" / ".gitignore").read_bytes()
 
     transcript = "\n".join(main.transcript)
     print(transcript)
