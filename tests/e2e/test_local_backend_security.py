@@ -8,6 +8,7 @@ ref moves, and the task branch gets the honest work."""
 from __future__ import annotations
 
 import json
+import secrets
 import socket
 import subprocess
 import time
@@ -29,15 +30,16 @@ from tests.support.scripted_model import ScriptedModel
 pytestmark = pytest.mark.e2e
 
 TASK_BRANCH = f"agentic/{BASE_BRANCH}/T001"
+# made at run time: a literal in this file could be found by the agent's search of the disk
 SECRETS = {
-    "GITHUB_TOKEN": "ghp_developerToken0123456789",
-    "AWS_SECRET_ACCESS_KEY": "aws-secret-7f6e5d4c3b2a1",
-    "AGENTIC_GIT_TOKEN": "glpat-developer-git-token-99",
+    "GITHUB_TOKEN": "ghp_" + secrets.token_hex(12),
+    "AWS_SECRET_ACCESS_KEY": "aws-" + secrets.token_hex(12),
+    "AGENTIC_GIT_TOKEN": "glpat-" + secrets.token_hex(12),
 }
-SSH_KEY = ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAAdeveloperkey\n"
+SSH_KEY = ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA" + secrets.token_hex(16) + "\n"
            "-----END OPENSSH PRIVATE KEY-----\n")
-KUBE_SECRET = "client-key-data: cHJvZC1jbHVzdGVyLWFkbWluLWtleQ=="
-STORED_PASSWORD = "stored-https-password-42"
+KUBE_SECRET = "client-key-data: " + secrets.token_hex(16)
+STORED_PASSWORD = "pw-" + secrets.token_hex(12)
 
 
 def test_every_attack_on_the_local_backend_fails(tmp_path: Path, remote: BareRemote, opencode_bin: str) -> None:
