@@ -74,7 +74,7 @@ def test_every_attack_on_the_local_backend_fails(tmp_path: Path, remote: BareRem
         credential_files=[str(home / ".ssh" / "id_ed25519"), str(kubeconfig), str(home / ".git-credentials"),
                           str(agent_dir / "agent.sock")],
         search_roots=("$HOME", "/tmp", str(tmp_path)), evil_url=evil.url, developer_git_dir=str(common),
-        marker_dir=str(state / "tmp"),
+        marker_dir=str(state / "tmp"), records=[str(state / "process.json"), str(state / "spec.json")],
     )
     with ScriptedModel(evil_agent.script(targets)) as model:
         environ = {
@@ -126,6 +126,8 @@ def test_every_attack_on_the_local_backend_fails(tmp_path: Path, remote: BareRem
     attacks = evil_agent.attack_lines(outputs)
     assert "ATTACK plant: developer hook refused" in attacks and "ATTACK plant: developer config refused" in attacks
     assert "ATTACK plant: wrote the developer hook" not in attacks
+    assert f"ATTACK plant: {state / 'process.json'} refused" in attacks
+    assert f"ATTACK plant: {state / 'spec.json'} refused" in attacks
     names = [line.split(":", 1)[0] for line in attacks]
     for name in ("ATTACK loot", "ATTACK plant", "ATTACK push-main", "ATTACK push-direct", "ATTACK queue-101",
                  "ATTACK queue-102", "ATTACK queue-103"):

@@ -206,6 +206,8 @@ def test_the_sandbox_hides_credentials_and_keeps_the_repository_config_read_only
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     task = tmp_path / "state"
     task.mkdir()
+    for name in ("context.json", "process.json", "spec.json"):
+        (task / name).write_text("{}")
     env = {"HOME": str(home), "AGENTIC_WORKTREE_REPO": str(repo), "AGENTIC_LOCAL_SANDBOX": "bwrap",
            "SSH_AUTH_SOCK": str(home / ".agent" / "sock")}
     (home / ".agent").mkdir()
@@ -215,6 +217,8 @@ def test_the_sandbox_hides_credentials_and_keeps_the_repository_config_read_only
     assert ("--bind", str(task)) in pairs and ("--bind", str(repo / ".git")) in pairs
     for name in ("config", "hooks"):
         assert ("--ro-bind", str(repo / ".git" / name)) in pairs
+    for name in ("context.json", "process.json", "spec.json"):  # what the server acts on
+        assert ("--ro-bind", str(task / name)) in pairs
     for hidden in (".ssh", ".kube", ".aws"):
         assert ("--tmpfs", str(home / hidden)) in pairs
     assert ("--ro-bind", "/dev/null") in pairs and str(home / ".netrc") in args
