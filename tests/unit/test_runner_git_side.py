@@ -166,10 +166,9 @@ def test_the_push_target_obeys_the_host_rules() -> None:
                          ("file:///srv/r.git", "file:// names a path on the machine")]:
         with pytest.raises(ValueError, match=problem):
             check_target(url, "agentic/b/T1", "b", rules, cluster=True)
-    # no rules configured: the URL's own host over a secure scheme, plain http only on the loopback
+    # no rules configured (no chart): the URL's own host, as the server gave it; never a helper
     assert check_target("http://127.0.0.1:8080/r.git", "x-T1", "b", None, cluster=True).repo.host == "127.0.0.1"
-    with pytest.raises(ValueError, match="http:// is not allowed"):
-        check_target("http://git.example.com/r.git", "x-T1", "b", None, cluster=True)
+    assert check_target("git@git.example.com:o/r.git", "x-T1", "b", None, cluster=True).repo.scheme == "ssh"
     with pytest.raises(ValueError, match="remote helper"):
         check_target("ext::sh%20-c%20id", "x-T1", "b", None, cluster=False)
 
