@@ -120,7 +120,11 @@ def sandbox_command(environ: Mapping[str, str], task_dir: Path) -> list[str]:
         writable.append(common)
     for path in writable:
         args += ["--bind", str(path), str(path)]
-    # read-only again inside what is writable: the repository's config and hooks
+    # read-only again inside what is writable: the task's own records the server acts on (the pid it
+    # signals on cancel, the spec, the context), the repository's config and hooks
+    for name in ("context.json", "process.json", "spec.json"):
+        if (task_dir / name).is_file():
+            args += ["--ro-bind", str(task_dir / name), str(task_dir / name)]
     if common is not None:
         for name in ("config", "hooks"):
             if (common / name).exists():

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
@@ -136,6 +137,10 @@ def supervise(task_dir: Path) -> int:
     with open(task_dir / "log", "a", encoding="utf-8") as log:
         stamped = StampedLog(log)
         out = Output(Redactor.from_environ(environ), stamped)  # type: ignore[arg-type]
+        for _ in range(100):  # the backend writes process.json and spec.json just after starting us
+            if (task_dir / "spec.json").exists():
+                break
+            time.sleep(0.05)
         try:
             sandbox = sandbox_command(environ, task_dir)
         except ConfigError as exc:

@@ -39,7 +39,6 @@ from mcp_server.runner.redact import Redactor
 PUSHER_AUTHOR = ("agentic-sdlc pusher", "pusher@agentic-sdlc.local")
 NON_FAST_FORWARD_TRIES = 3
 PUSH_TIMEOUT = 300.0
-LOOPBACK = ("127.0.0.1", "::1", "localhost")
 Log = Callable[..., None]
 
 
@@ -68,15 +67,17 @@ def check_target(url: str, branch: str, base_branch: str, rules_json: str | None
 
 
 def _own_host_rule(url: str) -> tuple[HostRule, ...]:
-    """No rules configured (a developer's machine, a test): the URL's own host is the one allowed,
-    over https/ssh (http/git only on the loopback); schemes, helpers and credentials are checked as ever."""
+    """No rules configured (the local backend, a runner started by hand, an older chart): the URL's own
+    host is the one allowed, as the server gave it (http/git too, as before the rules existed); remote
+    helpers, credentials in the URL and, in a pod, local paths are refused as ever. A chart always sets
+    AGENTIC_REPO_HOSTS."""
     host = ""
     if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", url):
         with contextlib.suppress(ValueError):
             host = urlsplit(url).hostname or ""
     elif ":" in url.split("/", 1)[0]:
         host = url.split(":", 1)[0].rpartition("@")[2]
-    return (HostRule(host, insecure=host in LOOPBACK),) if host else ()
+    return (HostRule(host, insecure=True),) if host else ()
 
 
 def is_protected(path: str, patterns: tuple[str, ...]) -> bool:

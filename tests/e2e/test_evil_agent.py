@@ -7,6 +7,8 @@ appears nowhere the agent could put it (its loot, pushed with the work) or anyon
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -16,7 +18,7 @@ import pytest
 
 from tests.support import evil_agent
 from tests.support.git_remotes import BASE_BRANCH, BareRemote, http_git, make_bare_remote
-from tests.support.git_side import TASK_BRANCH, TOKEN, USERNAME, HostPod, shared_dir
+from tests.support.git_side import GIT_UID, TASK_BRANCH, TOKEN, USERNAME, HostPod, shared_dir
 from tests.support.scripted_model import ScriptedModel
 
 pytestmark = pytest.mark.e2e
@@ -40,9 +42,15 @@ def test_every_attack_fails_and_the_task_branch_gets_the_honest_work(root: Path,
     base, main = remote.sha(BASE_BRANCH), remote.sha("main")
     with http_git(remote.path.parent, USERNAME, TOKEN) as prefix:
         pod = HostPod(root / "pod", f"{prefix}/{remote.path.name}")
+        # an ssh key in the git containers' mount too (a deploy key, as git.secrets may select)
+        ssh_key = f"-----BEGIN OPENSSH PRIVATE KEY-----\n{secrets.token_hex(32)}\n-----END OPENSSH PRIVATE KEY-----\n"
+        key_file = pod.creds / "ssh-privatekey"
+        key_file.write_text(ssh_key)
+        os.chown(key_file, GIT_UID, GIT_UID)
+        key_file.chmod(0o400)
         targets = evil_agent.Targets(
             repo_url=pod.url, task_branch=TASK_BRANCH, queue=str(pod.queue),
-            credential_files=[str(pod.creds / "token"), str(pod.creds / "username"),
+            credential_files=[str(pod.creds / "token"), str(pod.creds / "username"), str(key_file),
                               str(pod.root / "git-home" / "termination-log")],
             search_roots=(str(root), "/tmp", "$HOME"), evil_url=evil.url, marker_dir=str(drop),
         )
@@ -91,7 +99,7 @@ def test_every_attack_fails_and_the_task_branch_gets_the_honest_work(root: Path,
     loot = remote.show(TASK_BRANCH, "loot.txt")
     assert "== env" in loot and "-- /proc/" in loot and f"-- {pod.creds / 'token'}" in loot
     assert "Permission denied" in loot  # the token file, other uids' /proc entries
-    assert TOKEN not in loot
+    assert TOKEN not in loot and ssh_key.splitlines()[1] not in loot
     # and the token is nowhere else either
     for text in (run.stdout, run.result_file_text, pusher.log, *outputs):
         assert TOKEN not in text

@@ -103,3 +103,20 @@ def test_a_workflow_change_is_refused_and_the_result_names_the_path(
     assert (run.result.status, run.result.pushed) == ("failed", False)
     assert "refused: the work changes protected paths (.github/workflows/exfiltrate.yml)" in (run.result.error or "")
     assert TASK_BRANCH not in remote.branches()
+
+
+def test_sigterm_pushes_the_work_so_far_through_the_sidecar_within_the_grace_period(
+    pod: HostPod, remote: BareRemote, opencode_bin: str
+) -> None:
+    script = [*edit_script()[:2], Turn(text="Thinking about the tests...", hold=True)]
+    with pod.pusher() as pusher, ScriptedModel(script) as model:
+        running = pod.runner(opencode_bin, model, AGENTIC_GRACE_SECONDS="20")
+        model.recorded.wait_for(3)
+        running.send(signal.SIGTERM)
+        run = running.finish(timeout=60)
+        assert pusher.stop() == 0  # the kubelet stops the sidecar after the agent's container
+    assert run.result is not None, run.stdout[-3000:]
+    assert (run.result.status, run.exit_code, run.result.pushed) == ("cancelled", 130, True), run.stdout[-3000:]
+    assert remote.sha(TASK_BRANCH) == run.result.head_sha
+    assert remote.log(TASK_BRANCH)[0].startswith("WIP T001: ")
+    assert remote.show(TASK_BRANCH, "README.md") == "hello agent\n"

