@@ -65,10 +65,15 @@ def test_spawn_pod_positional_and_options_and_variables(
         namespace,
         "--environment",
         "dev",
+        "--max-cost",
+        "0.75",
     )
     assert options.returncode == 0, options.stderr
     assert "--ssh-secret/SSH_SECRET_NAME (old-secret) is not used per task" in options.stderr
     assert {j["metadata"]["name"] for j in cluster.jobs()} == {job, naming.job_name("T003", FEATURE)}
+    template = cluster.get("job", naming.job_name("T003", FEATURE))["spec"]["template"]
+    context = json.loads(template["metadata"]["annotations"]["agentic-sdlc.dev/task-context"])
+    assert (context["max_cost"], context["max_tokens"]) == (0.75, None)  # the budget, as the CLI's --max-cost
 
     # refusals keep the CLI's words and exit codes, and create nothing
     bad = run(SPAWN, {**env, "NAMESPACE": namespace}, repo, "T9;reboot", FEATURE, ORIGIN, f"specs/{FEATURE}")
