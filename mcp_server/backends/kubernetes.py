@@ -517,6 +517,7 @@ class KubernetesBackend:
             follower.close()
         if not deleted:
             pod_names = []
+        earlier = self._delete_earlier_attempts(job) if deleted else []
         what = f"Job {name}" + (f" and pod {', '.join(pod_names)}" if pod_names else "")
         message = (
             f"task {ref.task_id} was already being cancelled; deletion of {what} is in progress."
@@ -529,11 +530,22 @@ class KubernetesBackend:
             task_id=ref.task_id,
             environment=self.environment,
             namespace=self.namespace,
-            deleted_jobs=[name] if deleted else [],
+            deleted_jobs=[name, *earlier] if deleted else [],
             deleted_pods=pod_names,
             message=message,
             result=result,
         )
+
+    def _delete_earlier_attempts(self, job: Obj) -> list[str]:
+        """The Jobs of the task's earlier attempts (finished: a retry follows only those), deleted
+        with the latest, so the cancelled task does not reappear as its previous attempt."""
+        task_id, base = _ids(job)
+        if task_id is None or naming.attempt_of(job["metadata"].get("labels") or {}) <= 1:
+            return []
+        jobs, _pods = self._jobs_and_pods(TaskRef(task_id=task_id, base_branch=base), all_attempts=True)
+        names = [j["metadata"]["name"] for j in jobs if j["metadata"]["name"] != job["metadata"]["name"]
+                 and _ids(j) == (task_id, base)]
+        return [n for n in names if self._delete_job(n)]
 
     def _follow_final_result(self, pods: Sequence[Obj]) -> FinalResult | None:
         """A follower of the running agent's log, opened before its Job is deleted (final_result)."""

@@ -295,6 +295,10 @@ class LocalBackend:
         spec = files.spec() or {}
         result = files.result() if was_running else None
         self._remove(files)
+        task = (spec.get("task_id"), spec.get("base_branch"))
+        for older, older_spec in self._tasks(all_attempts=True):  # the earlier attempts go with it
+            if (older_spec.get("task_id"), older_spec.get("base_branch")) == task:
+                shutil.rmtree(older.path, ignore_errors=True)
         what = f"the local run {files.job}" + (f" (process {pid})" if was_running else "")
         return CancelResult(
             task_id=ref.task_id,

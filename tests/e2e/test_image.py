@@ -168,6 +168,10 @@ def test_the_task_runs_in_the_image_as_the_cluster_would_run_it(
         "files_changed": ["README.md"],
         "summary": FINAL_TEXT,
         "error": None,
+        # three model turns of the scripted default (10 prompt, 5 completion tokens), two tool calls;
+        # no prices configured: OpenCode computes no cost
+        "usage": {"model": model.model, "steps": 3, "tool_calls": 2, "input_tokens": 30, "output_tokens": 15,
+                  "reasoning_tokens": 0, "cache_read_tokens": 0, "cache_write_tokens": 0, "cost": 0.0},
     }
     lines = run.stdout.splitlines()
     assert lines[-1] == "AGENTIC_RESULT: " + run.termination_message

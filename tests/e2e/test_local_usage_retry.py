@@ -113,8 +113,12 @@ def test_budget_stop_then_retry_continues_the_branch_and_a_stall_pushes_its_work
     listing = service.list_agents(ListAgentsRequest())
     rows = {a.task_id: a for a in listing.agents}
     assert sorted(rows) == ["T005", "T006", "T007"] and rows["T005"].attempt == 2
-    total = sum(a.usage.cost for a in listing.agents if a.usage is not None)
-    assert listing.totals.all.cost == pytest.approx(total)
+    # the first attempt's usage travels with the task: the totals count every attempt
+    previous = rows["T005"].previous_usage
+    assert previous is not None and (previous.steps, previous.cost) == (3, pytest.approx(0.0135))
+    assert rows["T005"].usage is not None and rows["T005"].usage.steps == 2
+    total = sum(u.cost for a in listing.agents for u in (a.usage, a.previous_usage) if u is not None)
+    assert listing.totals.all.cost == pytest.approx(total) == pytest.approx(0.0135 + 0.009 + 0.0045 + 0.00405)
     out = io.StringIO()
     cli.print_agents(listing, out)
     with CLOSING.open("a") as handle_file:

@@ -28,7 +28,17 @@ from tests.support.git_remotes import BASE_BRANCH, git
 from tests.support.mcp_client import connect
 from tests.support.real_node import RESTRICTED, LogRecorder, deploy
 from tests.support.runner_harness import SCRIPTED_API_KEY
-from tests.support.scripted_model import Script, Turn, bash, conversation_text, edit, read, write
+from tests.support.scripted_model import (
+    MODEL_ID,
+    PROVIDER_ID,
+    Script,
+    Turn,
+    bash,
+    conversation_text,
+    edit,
+    read,
+    write,
+)
 from tests.support.testenv import TestEnv
 
 pytestmark = [pytest.mark.e2e, pytest.mark.real_node]
@@ -116,7 +126,11 @@ async def test_a_task_runs_on_the_real_node_with_live_logs_and_its_result(
     head = world.remote.sha("agentic/001-feature/T001")
     expected = {"task_id": "T001", "status": "succeeded", "branch": "agentic/001-feature/T001", "base": BASE_BRANCH,
                 "commits": 1, "head_sha": head, "pushed": True, "files_changed": ["README.md"],
-                "summary": FINAL, "error": None}
+                "summary": FINAL, "error": None,
+                # four turns of the scripted default (10 prompt, 5 completion tokens), three tool calls, no prices
+                "usage": {"model": f"{PROVIDER_ID}/{MODEL_ID}", "steps": 4, "tool_calls": 3, "input_tokens": 40,
+                          "output_tokens": 20, "reasoning_tokens": 0, "cache_read_tokens": 0,
+                          "cache_write_tokens": 0, "cost": 0.0}}
     assert json.loads(agent_status(pod)["state"]["terminated"]["message"]) == expected
     assert recorder.texts()[-1] == "AGENTIC_RESULT: " + json.dumps(expected, separators=(",", ":"))
     assert (status["phase"], status["node"], status["exit_code"], status["result"]) == (

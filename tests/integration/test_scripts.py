@@ -48,10 +48,10 @@ def test_spawn_pod_positional_and_options_and_variables(
     assert annotations["agentic-sdlc.dev/description"] == "Implement the parser in src/parser.py"
     assert annotations["agentic-sdlc.dev/repo"] == ORIGIN
 
-    # options, --namespace; a git Secret the release does not list is refused, nothing created
+    # options, --namespace, --max-cost; a git Secret the release does not list is refused, nothing created
     options = [
         "--task-id", "T003", "--branch", FEATURE, "--repo", ORIGIN, "--description", "Print things",
-        "--namespace", namespace, "--environment", "dev",
+        "--namespace", namespace, "--environment", "dev", "--max-cost", "0.75",
     ]
     refused = run(SPAWN, {**env, "SSH_SECRET_NAME": "old-secret"}, repo, *options)
     assert refused.returncode == 2
@@ -63,6 +63,9 @@ def test_spawn_pod_positional_and_options_and_variables(
     spawned = run(SPAWN, env, repo, *options)
     assert spawned.returncode == 0, spawned.stderr
     assert {j["metadata"]["name"] for j in cluster.jobs()} == {job, naming.job_name("T003", FEATURE)}
+    template = cluster.get("job", naming.job_name("T003", FEATURE))["spec"]["template"]
+    context = json.loads(template["metadata"]["annotations"]["agentic-sdlc.dev/task-context"])
+    assert (context["max_cost"], context["max_tokens"]) == (0.75, None)  # the budget, as the CLI's --max-cost
 
     # refusals keep the CLI's words and exit codes, and create nothing
     bad = run(SPAWN, {**env, "NAMESPACE": namespace}, repo, "T9;reboot", FEATURE, ORIGIN, f"specs/{FEATURE}")

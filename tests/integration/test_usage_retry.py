@@ -185,6 +185,13 @@ def test_fresh_retry_starts_from_the_base_on_a_branch_of_its_own(cli: Cli) -> No
     assert context["max_cost"] == 3.0
     assert "Error: OpenCode reported: boom" in context["description"]
     assert "starts again from the base branch (fresh)" in context["description"]
+    # a cancel takes the earlier attempt along: the task does not come back as its first attempt
+    cancelled = cli.run("cancel", "T002", "-o", "json")
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert json.loads(cancelled.stdout)["deleted_jobs"] == [second, job]
+    cli.cluster.wait_job_gone(second)
+    cli.cluster.wait_job_gone(job)
+    assert cli.run("status", "T002").returncode == 1
 
 
 class Tmux:
