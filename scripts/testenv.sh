@@ -570,8 +570,14 @@ write_kubeconfigs() {
 install_crds() {
   admin_kubectl apply --server-side -f "$SRC_DIR/crds/" >>"$STATE_DIR/logs/crds.log" 2>&1 ||
     fail_component crds "$STATE_DIR/logs/crds.log" "could not install the CRDs from $SRC_DIR/crds"
-  admin_kubectl wait --for condition=Established --timeout 30s crd --all >>"$STATE_DIR/logs/crds.log" 2>&1 ||
-    fail_component crds "$STATE_DIR/logs/crds.log" "the CRDs did not become Established"
+  # `kubectl wait` fails at once on a CRD whose status has no conditions yet (a loaded machine): again.
+  local attempt
+  for attempt in 1 2 3 4 5; do
+    admin_kubectl wait --for condition=Established --timeout 30s crd --all >>"$STATE_DIR/logs/crds.log" 2>&1 &&
+      return 0
+    sleep 1
+  done
+  fail_component crds "$STATE_DIR/logs/crds.log" "the CRDs did not become Established"
 }
 
 create_nodes() {
