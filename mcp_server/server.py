@@ -213,7 +213,9 @@ def build_server(get_service: ServiceGetter) -> RunnerMCPServer:
         "progress notifications with the latest line meanwhile, and returns earlier when every selected "
         "task is finished. Call it again with the returned cursor to continue exactly after the last "
         "line (no line is lost or repeated, also across server restarts). Empty task_ids: every task of "
-        "the environment, including ones started later. `more`=true means lines are already waiting.",
+        "the environment, including ones started later. `more`=true means lines are already waiting. "
+        "wait_seconds 0 reads every log once, now; waiting calls are served from streams the server "
+        "keeps open.",
         StreamLogsRequest,
         LogChunk,
         read_only,
@@ -224,8 +226,10 @@ def build_server(get_service: ServiceGetter) -> RunnerMCPServer:
         "list_agents",
         "List the agent tasks",
         "List every task of an environment (or of all configured environments): task id, branch, phase "
-        "(pending, running, succeeded, failed, timed_out, cancelled), age, duration, node, last log line "
-        "and result summary, newest first, with counts per phase.",
+        "(pending, running, succeeded, failed, timed_out, cancelled), age, duration, node, result summary "
+        "and the last log line this server has seen (stream_task_logs; get_task_status reads it for one "
+        "task), newest first, with counts per phase. For a large namespace, page with limit and the "
+        "result's continue_token.",
         ListAgentsRequest,
         AgentList,
         read_only,
