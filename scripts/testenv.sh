@@ -411,7 +411,9 @@ ready_log-provisioner() { is_running log-provisioner; }
 log_provisioner() {
   load_state
   while true; do
-    admin_kubectl get --raw '/api/v1/pods?watch=true' 2>/dev/null | python3 -u -c "$ADDED_PODS" | provision_logs
+    # A watch that breaks (an API server restart) fails the pipeline: watch again, never exit (set -e).
+    admin_kubectl get --raw '/api/v1/pods?watch=true' 2>/dev/null | python3 -u -c "$ADDED_PODS" | provision_logs ||
+      true
     sleep 1
   done
 }
