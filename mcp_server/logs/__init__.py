@@ -1,4 +1,4 @@
-"""The log relay, in four parts:
+"""The log relay, in six parts:
 
 - `positions`: how far each stream (a pod's `agent` container, a local run's log file) was read,
   so that no line is lost or repeated, whatever happens between two reads;
