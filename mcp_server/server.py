@@ -214,7 +214,9 @@ def build_server(get_service: ServiceGetter) -> RunnerMCPServer:
         "progress notifications with the latest line meanwhile, and returns earlier when every selected "
         "task is finished. Call it again with the returned cursor to continue exactly after the last "
         "line (no line is lost or repeated, also across server restarts). Empty task_ids: every task of "
-        "the environment, including ones started later. `more`=true means lines are already waiting.",
+        "the environment, including ones started later. `more`=true means lines are already waiting. "
+        "wait_seconds 0 reads every log once, now; waiting calls are served from streams the server "
+        "keeps open.",
         StreamLogsRequest,
         LogChunk,
         read_only,

@@ -5,11 +5,13 @@ real API server): the cursor stays far inside the tool's 65,536-character input 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from mcp_server.config import load_settings
 from mcp_server.models import SpawnTaskRequest
@@ -23,6 +25,28 @@ pytestmark = pytest.mark.integration
 
 PODS = 1000
 INPUT_LIMIT = 65536
+
+
+KWOK_NODES = ("kwok-node-0", "kwok-node-1")
+
+
+@pytest.fixture
+def roomy_nodes(testenv: TestEnv) -> Iterator[None]:
+    """The test control plane's two kwok nodes room for a thousand agent pods (their capacity, as
+    the node reports it), put back afterwards."""
+    core = client.CoreV1Api(testenv.api_client())
+    before = {name: core.read_node_status(name).status for name in KWOK_NODES}
+
+    def patch(name: str, capacity: dict[str, str], allocatable: dict[str, str]) -> None:
+        core.patch_node_status(name, {"status": {"capacity": capacity, "allocatable": allocatable}})
+
+    for name in KWOK_NODES:
+        patch(name, *[{"cpu": "1000", "memory": "2Ti", "pods": "600"}] * 2)
+    try:
+        yield
+    finally:
+        for name, status in before.items():
+            patch(name, dict(status.capacity), dict(status.allocatable))
 
 
 def running_pods(cluster: Cluster) -> dict[str, str] | None:
@@ -51,7 +75,7 @@ async def read_all(mcp: McpClient, cursor: str | None, expected: int) -> tuple[l
 
 
 async def test_a_thousand_followed_pods_keep_one_cursor_that_is_accepted_and_loses_nothing(
-    testenv: TestEnv, namespace: str, tmp_path: Path
+    testenv: TestEnv, namespace: str, tmp_path: Path, roomy_nodes: None
 ) -> None:
     install_chart(testenv, namespace)
     repo = make_repo(tmp_path / "repo")
@@ -65,6 +89,7 @@ async def test_a_thousand_followed_pods_keep_one_cursor_that_is_accepted_and_los
     cluster = Cluster(testenv, namespace)
     pods = wait_until(lambda: running_pods(cluster), timeout=900, interval=2, message=f"{PODS} running pods")
     task_of = {h.job: h.task_id for h in handles}
+    testenv.provision_logs(namespace, pods.values())  # the provisioner would take minutes for 1,000
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda job: cluster.log(pods[job], f"hello from {task_of[job]}"), pods))
 
@@ -96,6 +121,4 @@ async def test_a_thousand_followed_pods_keep_one_cursor_that_is_accepted_and_los
 
 def _finish(api_client: Any, namespace: str, pod: str) -> None:
     """Make a pod's container exit 0 (the test control plane's kwok stage), as Cluster.finish does."""
-    from kubernetes import client
-
     client.CoreV1Api(api_client).patch_namespaced_pod(pod, namespace, {"metadata": {"annotations": {EXIT_CODE: "0"}}})

@@ -428,7 +428,8 @@ async def test_list_agents_reads_no_log_and_pages_through_the_tasks(world: World
 
         first = (await mcp.call("list_agents", {"limit": 2})).ok
         second = (await mcp.call("list_agents", {"limit": 2, "continue_token": first["continue_token"]})).ok
-        assert (len(first["agents"]), first["remaining"], len(second["agents"])) == (2, 1, 1)
+        # The API server counts no remaining items for a list with a label selector.
+        assert (len(first["agents"]), first["remaining"], len(second["agents"])) == (2, None, 1)
         assert second["continue_token"] is None
         assert sorted(a["job"] for a in first["agents"] + second["agents"]) == sorted(jobs.values())
         assert sum(first["counts"].values()) == 2

@@ -4,9 +4,11 @@ containerd, scripts/testenv-node.sh)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -175,6 +177,27 @@ class TestEnv:
                 raise TestEnvError(f"no log file for pod {namespace}/{pod} after {timeout}s")
             time.sleep(0.1)
         return path
+
+    def provision_logs(self, namespace: str, pods: Iterable[str]) -> None:
+        """What the log provisioner does for each new pod (a kwok `Logs` object and an empty log file),
+        for many pods at once: one `kubectl apply` (the provisioner goes one pod at a time)."""
+        directory = self.state_dir / "pod-logs" / namespace
+        directory.mkdir(parents=True, exist_ok=True)
+        docs = []
+        for pod in pods:
+            path = directory / f"{pod}.log"
+            docs.append({
+                "apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "Logs",
+                "metadata": {"name": pod, "namespace": namespace},
+                "spec": {"logs": [{"logsFile": str(path), "follow": True}]},
+            })
+        if docs:
+            self.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}),
+                         timeout=600)
+        for doc in docs:
+            path = Path(doc["spec"]["logs"][0]["logsFile"])
+            if not path.exists():
+                path.touch()
 
     def append_log(self, namespace: str, pod: str, *lines: str, stream: str = "stdout") -> None:
         """Make the pod's container 'print' lines: append them in CRI log format."""
