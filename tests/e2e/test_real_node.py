@@ -108,7 +108,8 @@ async def test_a_task_runs_on_the_real_node_with_live_logs_and_its_result(
     served = testenv.kubectl("logs", "-n", namespace, pod["metadata"]["name"], "-c", naming.AGENT_CONTAINER).stdout
     assert recorder.texts() == served.splitlines()
     assert [r.line["stream"] for r in recorder.received] == [pod["metadata"]["name"]] * len(recorder.received)
-    assert recorder.runner_phases("T001") == ["setup", "clone", "branch", "agent", "commit", "push", "done"]
+    # git-clone cloned before the agent started; the runner adopts its checkout and pushes through git-push
+    assert recorder.runner_phases("T001") == ["setup", "clone", "branch", "push", "agent", "commit", "push", "done"]
     assert any(t.startswith('{"type":"tool_use"') for t in recorder.texts()), "OpenCode's own events"
     assert SCRIPTED_API_KEY not in served
 
@@ -123,6 +124,21 @@ async def test_a_task_runs_on_the_real_node_with_live_logs_and_its_result(
         "succeeded", testenv.node.name, 0, expected)
     assert [(a["task_id"], a["phase"], a["node"]) for a in agents["agents"]] == [("T001", "succeeded", "real-node")]
     assert world.remote.show("agentic/001-feature/T001", "README.md") == "hello node\n"
+
+    # The pod's four containers: the git ones and the proxy ran and ended with the task, the key the
+    # provider got was added by the proxy (the agent has none), and no container's log shows it.
+    def sidecars_ended() -> dict[str, Any] | None:
+        (now,) = world.cluster.pods(handle["job"])
+        states = {c["name"]: c["state"] for c in now["status"]["initContainerStatuses"]}
+        return states if all("terminated" in state for state in states.values()) else None
+
+    init = wait_until(sidecars_ended, timeout=60, message="the pod's sidecars to end after the agent")
+    assert {name: state["terminated"]["exitCode"] for name, state in init.items()} == {
+        "git-clone": 0, "git-push": 0, "llm-proxy": 0}, init
+    assert set(world.model.recorded.authorizations) == {f"Bearer {SCRIPTED_API_KEY}"}
+    everything = testenv.kubectl("logs", "-n", namespace, pod["metadata"]["name"], "--all-containers").stdout
+    assert "serving pushes of agentic/001-feature/T001" in everything and "starting nginx" in everything
+    assert SCRIPTED_API_KEY not in everything
 
     # Admitted by Pod Security "restricted", and the root filesystem is read-only for the agent.
     labels = world.cluster.get("namespace", namespace, selector="")["metadata"]["labels"]
