@@ -213,9 +213,12 @@ async def test_a_task_past_its_deadline_gets_sigterm_pushes_its_work_and_times_o
                            and any(t.startswith("AGENTIC_RESULT: ") for t in rec.texts()), timeout=240)
         status = (await mcp.call("get_task_status", {"task_id": "T001"})).ok
 
-    job = world.cluster.get("job", handle["job"])
-    assert [(c["type"], c["reason"]) for c in job["status"]["conditions"] if c["type"] == "Failed"] == [
-        ("Failed", "DeadlineExceeded")]
+    # The Job is Failed once its pod has ended, the sidecars after the agent (FailureTarget before that).
+    def failed() -> list[tuple[str, str]]:
+        job = world.cluster.get("job", handle["job"])
+        return [(c["type"], c["reason"]) for c in job["status"].get("conditions") or [] if c["type"] == "Failed"]
+
+    assert wait_until(failed, timeout=90, message="the Job's Failed condition") == [("Failed", "DeadlineExceeded")]
     assert (status["phase"], status["reason"]) == ("timed_out", "DeadlineExceeded")
     texts = recorder.texts()
     assert any("SIGTERM received" in t for t in texts), "the kubelet's SIGTERM reached the runner"
