@@ -42,6 +42,20 @@ def agent_state(pod: Obj) -> Obj:
     return (statuses[0].get("state") or {}) if statuses else {}
 
 
+GIT_CLONE_CONTAINER = "git-clone"
+
+
+def clone_failure(pod: Obj | None) -> TaskResult | None:
+    """The failed result git-clone (the pod's init container) wrote as its termination message: the
+    agent never started then, so this is the task's only result."""
+    for status in (pod or {}).get("status", {}).get("initContainerStatuses") or []:
+        if status.get("name") == GIT_CLONE_CONTAINER:
+            done = (status.get("state") or {}).get("terminated") or {}
+            if done.get("exitCode") not in (None, 0):
+                return parse_result(done.get("message"))
+    return None
+
+
 def pod_terminated(pod: Obj) -> bool:
     return pod.get("status", {}).get("phase") in ("Succeeded", "Failed") or "terminated" in agent_state(pod)
 
@@ -109,7 +123,7 @@ def derive_status(
     annotations = meta.get("annotations") or {}
     pod = newest(pods)
     terminated = agent_state(pod).get("terminated", {}) if pod is not None else {}
-    result = parse_result(terminated.get("message")) or log_result
+    result = parse_result(terminated.get("message")) or log_result or clone_failure(pod)
     phase, reason = _phase(job, pod, result)
 
     created = parse_time(meta.get("creationTimestamp"))

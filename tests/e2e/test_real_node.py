@@ -16,6 +16,7 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,8 @@ import pytest
 from mcp_server import naming
 from tests.conftest import wait_until
 from tests.e2e.conftest import IMAGE_REPOSITORY, IMAGE_TAG
-from tests.support.git_remotes import BASE_BRANCH, git
+from tests.support import evil_agent
+from tests.support.git_remotes import BASE_BRANCH, git, http_git
 from tests.support.mcp_client import connect
 from tests.support.real_node import RESTRICTED, LogRecorder, deploy
 from tests.support.runner_harness import SCRIPTED_API_KEY
@@ -118,7 +120,8 @@ async def test_a_task_runs_on_the_real_node_with_live_logs_and_its_result(
     served = testenv.kubectl("logs", "-n", namespace, pod["metadata"]["name"], "-c", naming.AGENT_CONTAINER).stdout
     assert recorder.texts() == served.splitlines()
     assert [r.line["stream"] for r in recorder.received] == [pod["metadata"]["name"]] * len(recorder.received)
-    assert recorder.runner_phases("T001") == ["setup", "clone", "branch", "agent", "commit", "push", "done"]
+    # git-clone cloned before the agent started; the runner adopts its checkout and pushes through git-push
+    assert recorder.runner_phases("T001") == ["setup", "clone", "branch", "push", "agent", "commit", "push", "done"]
     assert any(t.startswith('{"type":"tool_use"') for t in recorder.texts()), "OpenCode's own events"
     assert SCRIPTED_API_KEY not in served
 
@@ -137,6 +140,21 @@ async def test_a_task_runs_on_the_real_node_with_live_logs_and_its_result(
         "succeeded", testenv.node.name, 0, expected)
     assert [(a["task_id"], a["phase"], a["node"]) for a in agents["agents"]] == [("T001", "succeeded", "real-node")]
     assert world.remote.show("agentic/001-feature/T001", "README.md") == "hello node\n"
+
+    # The pod's four containers: the git ones and the proxy ran and ended with the task, the key the
+    # provider got was added by the proxy (the agent has none), and no container's log shows it.
+    def sidecars_ended() -> dict[str, Any] | None:
+        (now,) = world.cluster.pods(handle["job"])
+        states = {c["name"]: c["state"] for c in now["status"]["initContainerStatuses"]}
+        return states if all("terminated" in state for state in states.values()) else None
+
+    init = wait_until(sidecars_ended, timeout=60, message="the pod's sidecars to end after the agent")
+    assert {name: state["terminated"]["exitCode"] for name, state in init.items()} == {
+        "git-clone": 0, "git-push": 0, "llm-proxy": 0}, init
+    assert set(world.model.recorded.authorizations) == {f"Bearer {SCRIPTED_API_KEY}"}
+    everything = testenv.kubectl("logs", "-n", namespace, pod["metadata"]["name"], "--all-containers").stdout
+    assert "serving pushes of agentic/001-feature/T001" in everything and "starting nginx" in everything
+    assert SCRIPTED_API_KEY not in everything
 
     # Admitted by Pod Security "restricted", and the root filesystem is read-only for the agent.
     labels = world.cluster.get("namespace", namespace, selector="")["metadata"]["labels"]
@@ -287,3 +305,125 @@ async def test_cancel_gives_the_pod_its_grace_period_and_returns_the_pushed_resu
     wait_until(lambda: not world.cluster.pods(handle["job"]), timeout=60, message="the pod to be gone")
     assert all(a["task_id"] != "T001" or a["phase"] == "cancelled" for a in after["agents"])
     git("--git-dir", str(world.remote.path), "fsck", "--no-progress")
+
+
+# -- issue 10: the evil agent in the whole pod, on the real node ---------------------------------
+
+GIT_TOKEN = "glpat-node-evil-test-token-7d3e1a9c5b"
+
+
+class RecordingServer:
+    """An attacker's git server on `host`: answers every request 401 (asking for basic auth) and
+    records the Authorization header each request carried."""
+
+    def __init__(self, host: str) -> None:
+        self.authorizations: list[str | None] = []
+        seen = self.authorizations
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                seen.append(self.headers.get("Authorization"))
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="git"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_POST = do_GET  # noqa: N815
+
+        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def __enter__(self) -> RecordingServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+TASK_BRANCH = "agentic/001-feature/T666"
+
+
+async def test_the_evil_agent_in_the_whole_pod_gets_no_credential_and_pushes_only_the_honest_work(
+    testenv: TestEnv, namespace: str, node_image: tuple[str, str], stack: ExitStack, tmp_path: Path
+) -> None:
+    """The pod as the chart shapes it (git-clone, git-push, llm-proxy, agent) on the real kubelet, the
+    git token in a Secret the git containers mount, the LLM key in one the proxy mounts, a remote
+    that wants the token. The evil agent (tests/support/evil_agent.py) loots /proc, the environment
+    and every file it can reach, plants hooks and insteadOf, pushes to main, force-pushes, asks the
+    pusher for another ref and pushes a workflow. Every attack fails, the task branch gets the honest
+    work, and neither credential is in the loot (pushed with the work), the pushed refs or any
+    container's log."""
+    gateway = testenv.node.gateway
+    holder: dict[str, Any] = {}
+
+    def select(body: dict[str, Any]) -> Script:
+        return holder["script"]
+
+    testenv.kubectl("create", "secret", "generic", "git", "-n", namespace, "--from-literal=username=agent",
+                    f"--from-literal=token={GIT_TOKEN}")
+    world = deploy(stack, testenv, namespace, node_image, tmp_path, select, values={
+        "git": {"auth": "token", "hosts": [{"host": gateway, "insecure": True}]},
+        "existingSecret": {"git": "git", "llm": "llm"},
+    })
+    prefix = stack.enter_context(http_git(world.remote.path.parent, "agent", GIT_TOKEN, host=gateway))
+    url = f"{prefix}/{world.remote.path.name}"
+    evil = stack.enter_context(RecordingServer(gateway))  # where a planted insteadOf points
+    evil_url = f"http://{gateway}:{evil.port}/evil.git"
+    holder["script"] = evil_agent.script(evil_agent.Targets(
+        repo_url=url, task_branch=TASK_BRANCH, queue="/run/agentic/push",
+        credential_files=["/etc/agentic-sdlc/git/token", "/etc/agentic-sdlc/git/username",
+                          "/etc/agentic-sdlc/llm/SCRIPTED_API_KEY", "/proc/1/environ",
+                          "/var/run/secrets/kubernetes.io/serviceaccount/token"],
+        search_roots=("/tmp", "/run", "/etc", "/var/run", "/home/agent", "/workspace", "/proc/self"),
+        evil_url=evil_url, marker_dir="/run/agentic/push"))
+    base, main = world.remote.sha(BASE_BRANCH), world.remote.sha("main")
+
+    async with connect(world.env()) as mcp:
+        handle = (await mcp.call("spawn_task_pod", {"task_id": "T666", "repo": url,
+                                                   "description": "Change the greeting in README.md"})).ok
+        recorder = LogRecorder(mcp, ["T666"])
+        await recorder.run(timeout=600)
+        status = (await mcp.call("get_task_status", {"task_id": "T666"})).ok
+
+    (pod,) = world.cluster.pods(handle["job"])
+    events = [json.loads(t) for t in recorder.texts() if t.startswith('{"type":"tool_use"')]
+    outputs = [e["part"]["state"].get("output", "") for e in events if e["part"].get("tool") == "bash"]
+    attacks = evil_agent.attack_lines(outputs)
+    print("\n".join(attacks))
+    names = [line.split(":", 1)[0] for line in attacks]
+    for name in ("ATTACK loot", "ATTACK plant", "ATTACK push-main", "ATTACK push-direct", "ATTACK queue-101",
+                 "ATTACK queue-102", "ATTACK queue-103"):
+        assert name in names, (status, recorder.texts()[-40:])  # every attack was tried
+
+    # the honest work is on the task branch; main and the feature branch did not move
+    assert status["result"]["status"] == "succeeded" and status["result"]["pushed"] is True, status
+    assert world.remote.show(TASK_BRANCH, "README.md") == evil_agent.HONEST_TEXT
+    assert world.remote.sha(TASK_BRANCH) == status["result"]["head_sha"]
+    assert world.remote.sha("main") == main and world.remote.sha(BASE_BRANCH) == base
+    assert sorted(world.remote.branches()) == sorted([BASE_BRANCH, "main", TASK_BRANCH, f"{TASK_BRANCH}-wip-102"])
+    # the agent's own pushes failed (no credential: the remote and the insteadOf target both want one);
+    # the pusher pushed its request 101 to the task branch only, kept the force-push aside, refused
+    # the workflow
+    push_exits = [line for line in attacks if line.startswith(("ATTACK push-main", "ATTACK push-direct"))]
+    assert len(push_exits) == 2 and all(not line.endswith("exit 0") for line in push_exits), attacks
+    answers = {n: json.loads(line.split(": ", 1)[1]) for n in (101, 102, 103)
+               for line in attacks if line.startswith(f"ATTACK queue-{n}: ")}
+    assert answers[101]["pushed"] is True and answers[101]["ref"] == f"refs/heads/{TASK_BRANCH}"
+    assert answers[102]["pushed"] is False and answers[102]["fallback_ref"] == f"refs/heads/{TASK_BRANCH}-wip-102"
+    assert answers[103]["pushed"] is False and answers[103]["refused"] == [".github/workflows/evil.yml"]
+    # the insteadOf target: only the agent's own anonymous tries, never a credential, never the git side
+    assert evil.authorizations == [None] * len(evil.authorizations)
+
+    # neither credential anywhere: the loot the agent pushed, every pushed ref, every container's log
+    loot = world.remote.show(TASK_BRANCH, "loot.txt")
+    assert "== env" in loot and "-- /proc/" in loot and "-- /etc/agentic-sdlc/git/token" in loot
+    assert "No such file or directory" in loot  # the git and LLM Secrets are not in the agent's container
+    everything = testenv.kubectl("logs", "-n", namespace, pod["metadata"]["name"], "--all-containers").stdout
+    pushed = git("--git-dir", str(world.remote.path), "log", "-p", "--all", "--format=%H %s")
+    for secret in (GIT_TOKEN, SCRIPTED_API_KEY):
+        assert secret not in loot and secret not in everything and secret not in pushed
+    # the provider still got its key: from the proxy
+    assert set(world.model.recorded.authorizations) == {f"Bearer {SCRIPTED_API_KEY}"}

@@ -318,7 +318,8 @@ def test_podtemplate_is_the_whole_restricted_four_container_pod(helm: Helm) -> N
     env = {e["name"]: e["value"] for e in agent["env"]}
     assert env == {"AGENTIC_TASK_CONTEXT_FILE": "/etc/agentic-sdlc/task/context.json",
                    "AGENTIC_WORKSPACE": "/workspace", "AGENTIC_RESULT_FILE": "/dev/termination-log",
-                   "AGENTIC_PUSH_QUEUE": "/run/agentic/push", "HOME": "/home/agent", "TMPDIR": "/tmp"}
+                   "AGENTIC_PUSH_QUEUE": "/run/agentic/push", "AGENTIC_GIT_AUTH": "none", "HOME": "/home/agent",
+                   "TMPDIR": "/tmp"}
     git_env = {e["name"]: e["value"] for e in by_name["git-push"]["env"]}
     assert git_env == {"AGENTIC_TASK_CONTEXT_FILE": "/etc/agentic-sdlc/task/context.json",
                        "AGENTIC_WORKSPACE": "/workspace", "AGENTIC_PUSH_QUEUE": "/run/agentic/push",

@@ -787,7 +787,8 @@ def forbidden(namespace: str, verb: str, resource: str) -> str:
 async def test_a_stranger_gets_a_clear_forbidden_error_from_every_tool(world: World) -> None:
     calls = {
         "spawn_task_pod": (spawn_args("T002"), "get", "podtemplates"),
-        "spawn_async_tasks": ({"tasks_file": f"specs/{FEATURE}/tasks.md"}, "list", "jobs.batch"),
+        # spawn reads the release's repo hosts and git Secrets (the PodTemplate) before anything else
+        "spawn_async_tasks": ({"tasks_file": f"specs/{FEATURE}/tasks.md"}, "get", "podtemplates"),
         "stream_task_logs": ({"wait_seconds": 0}, "list", "jobs.batch"),
         "list_agents": ({}, "list", "jobs.batch"),
         "get_task_status": ({"task_id": "T002"}, "list", "jobs.batch"),

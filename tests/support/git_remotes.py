@@ -246,9 +246,10 @@ def sshd(root: Path, authorized: list[str]) -> Iterator[SshServer]:
 
 
 @contextmanager
-def http_git(base: Path, username: str, token: str) -> Iterator[str]:
-    """`git http-backend` (smart HTTP, push enabled) behind HTTP basic auth on 127.0.0.1; yields
-    the URL prefix `http://127.0.0.1:<port>`. Requests without the right user and token get 401."""
+def http_git(base: Path, username: str, token: str, host: str = "127.0.0.1") -> Iterator[str]:
+    """`git http-backend` (smart HTTP, push enabled) behind HTTP basic auth on `host` (127.0.0.1; the
+    real node's gateway for pods there); yields the URL prefix `http://<host>:<port>`. Requests
+    without the right user and token get 401."""
     expected = "Basic " + base64.b64encode(f"{username}:{token}".encode()).decode()
 
     class Handler(BaseHTTPRequestHandler):
@@ -310,12 +311,12 @@ def http_git(base: Path, username: str, token: str) -> Iterator[str]:
             self.end_headers()
             self.wfile.write(payload)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer((host, 0), Handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"http://{host}:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()

@@ -235,3 +235,20 @@ def test_spec_context_is_the_contract_document() -> None:
         "idle_timeout_seconds": None,
     }
     assert isinstance(spec.context(), TaskContext)
+
+
+def test_a_clone_that_failed_gives_the_task_its_result() -> None:
+    """git-clone (the init container) failed: the agent never started; git-clone's termination
+    message is the task's result (the error says why), and the task failed."""
+    failed = job([{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}])
+    error = "invalid repo: the host evil.example is not one of the configured repo hosts"
+    stuck = pod("Failed", {"waiting": {"reason": "PodInitializing"}})
+    stuck["status"]["initContainerStatuses"] = [
+        {"name": "git-clone", "state": terminated(1, result("failed", error=error))},
+        {"name": "git-push", "state": {"waiting": {"reason": "PodInitializing"}}}]
+    status = derive_status(failed, [stuck], "dev", NOW)
+    assert (status.phase, status.reason) == ("failed", "BackoffLimitExceeded")
+    assert status.result is not None and status.result.error == error
+    cloned = pod("Running", {"running": {}})
+    cloned["status"]["initContainerStatuses"] = [{"name": "git-clone", "state": terminated(0, "")}]
+    assert derive_status(job(), [cloned], "dev", NOW).result is None
