@@ -1,5 +1,6 @@
 """What the tools ask the API server: list_agents and stream_task_logs make one LIST of Jobs and one
-LIST of pods per namespace (never a GET per task object); only the log reads are per pod."""
+LIST of pods per namespace (never a GET per task object); list_agents reads no log (its last lines are
+what the server already holds), stream_task_logs reads per pod."""
 
 from __future__ import annotations
 
@@ -60,16 +61,24 @@ def test_list_and_logs_make_one_list_per_kind_and_namespace(testenv: TestEnv, na
         handle = service.spawn_task(SpawnTaskRequest(task_id=f"T{i:03d}", description=f"task {i}"))
         cluster.log(cluster.pod_of(handle.job), f"T{i:03d} working")
 
+    # list_agents reads no log: two lists, whatever the number of tasks; no line is held yet
     client.calls.clear()
     listed = service.list_agents(ListAgentsRequest())
     assert len(listed.agents) == TASKS
-    assert sorted(kinds(client.calls, namespace)) == ["GET log"] * TASKS + ["LIST jobs", "LIST pods"]
-    assert {a.last_log_line for a in listed.agents} == {f"T{i:03d} working" for i in range(TASKS)}
+    assert sorted(kinds(client.calls, namespace)) == ["LIST jobs", "LIST pods"]
+    assert {a.last_log_line for a in listed.agents} == {None}
 
+    # wait_seconds 0 reads each pod's log directly, once
     client.calls.clear()
     chunk = anyio.run(lambda: service.stream_logs(StreamLogsRequest(wait_seconds=0)))
     assert len(chunk.lines) == TASKS
     assert sorted(kinds(client.calls, namespace)) == ["GET log"] * TASKS + ["LIST jobs", "LIST pods"]
+
+    # now the server holds each task's last line: the listing shows it, still with two lists only
+    client.calls.clear()
+    listed = service.list_agents(ListAgentsRequest())
+    assert sorted(kinds(client.calls, namespace)) == ["LIST jobs", "LIST pods"]
+    assert {a.last_log_line for a in listed.agents} == {f"T{i:03d} working" for i in range(TASKS)}
 
     client.calls.clear()
     status = service.status(TaskRequest(task_id="T003"))
