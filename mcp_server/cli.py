@@ -464,8 +464,8 @@ def run(
             if args.watch:
                 from mcp_server.watch import watch
 
-                return watch(lambda: service.list_agents(request), args.output, args.interval, out)
-            _print(service.list_agents(request), args.output, out, print_agents)
+                return watch(lambda: service.list_agents(request, read_tails=True), args.output, args.interval, out)
+            _print(service.list_agents(request, read_tails=True), args.output, out, print_agents)
         elif args.command == "retry":
             retry_request = parse(
                 RetryRequest,

@@ -429,7 +429,9 @@ class RunnerService:
 
     # -- read ------------------------------------------------------------------------------------
 
-    def list_agents(self, req: ListAgentsRequest) -> AgentList:
+    def list_agents(self, req: ListAgentsRequest, read_tails: bool = False) -> AgentList:
+        """`read_tails`: read each running task's last lines first (the CLI's one-shot listing, which
+        holds no follow streams); the MCP tool reads no log (what the server holds is enough)."""
         paged = req.limit is not None or req.continue_token is not None
         if req.all_environments and paged:
             field = "limit" if req.limit is not None else "continue_token"
@@ -445,10 +447,10 @@ class RunnerService:
             try:
                 backend = self.backend(name)
                 if paged:
-                    page = backend.list_page(req.limit, req.continue_token)
+                    page = backend.list_page(req.limit, req.continue_token, read_tails=read_tails)
                     statuses = page.tasks
                 else:
-                    statuses = backend.list_tasks()
+                    statuses = backend.list_tasks(read_tails=read_tails)
                 self.projector.observe(statuses)
                 agents.extend(AgentInfo.from_status(s) for s in statuses)
             except RunnerError as exc:

@@ -61,6 +61,8 @@ LOG_LIMIT_LINES = 5000
 FOLLOW_CHUNK_BYTES = 64 * 1024
 FOLLOW_TIMEOUT = (5.0, 60.0)
 """(connect, read) seconds of a follow stream: one silent for a minute is opened again."""
+LIST_TAIL_LINES = 20
+"""Log lines a one-shot CLI listing reads per running task: its last line and usage so far among them."""
 ADMISSION_WAIT_SECONDS = 20.0
 """How long spawn retries while the chart's admission policy has not seen its PodTemplate yet (a
 release installed a moment ago)."""
@@ -361,16 +363,22 @@ class KubernetesBackend:
             return ""  # the container is not started yet or has no log (yet): no lines
 
     def _statuses(
-        self, jobs: Sequence[Obj], pods_by_job: Mapping[str, list[Obj]], last_lines: bool = True
+        self, jobs: Sequence[Obj], pods_by_job: Mapping[str, list[Obj]], last_lines: bool = True,
+        read_tails: bool = False,
     ) -> list[TaskStatus]:
-        """Each Job's status; with `last_lines`, the last log line the log relay holds of its
-        newest pod (no request: a pod nobody followed shows none)."""
+        """Each Job's status; with `last_lines`, the last log line (and usage line) the log relay holds
+        of its newest pod (no request: a pod nobody followed shows none); with `read_tails` (a one-shot
+        CLI listing, which holds nothing), the last LIST_TAIL_LINES of each running pod are read first."""
         now = datetime.now(UTC)
         statuses = []
         for job in jobs:
             pods = pods_by_job.get(job["metadata"]["name"], [])
             pod = newest(pods)
             line = usage_line = None
+            if read_tails and pod is not None and pod_started(pod) and not pod_terminated(pod):
+                name = pod["metadata"]["name"]
+                tail = self._log(name, {"tailLines": LIST_TAIL_LINES}).splitlines()
+                self.logs.note_lines(name, [t for t in tail if t.strip()])
             if last_lines and pod is not None:
                 line = self.logs.last_line(pod["metadata"]["name"])
                 usage_line = self.logs.last_usage_line(pod["metadata"]["name"])
@@ -378,17 +386,17 @@ class KubernetesBackend:
                                           log_usage=usage_from_lines([usage_line] if usage_line else [])))
         return statuses
 
-    def list_tasks(self) -> list[TaskStatus]:
+    def list_tasks(self, read_tails: bool = False) -> list[TaskStatus]:
         jobs, pods_by_job, _meta = self._jobs_and_pods()
         self.logs.keep_only(p["metadata"]["name"] for pods in pods_by_job.values() for p in pods)
-        return self._statuses(jobs, pods_by_job)
+        return self._statuses(jobs, pods_by_job, read_tails=read_tails)
 
-    def list_page(self, limit: int | None, token: str | None) -> TaskPage:
+    def list_page(self, limit: int | None, token: str | None, read_tails: bool = False) -> TaskPage:
         """A page of at most `limit` tasks from `token` (the API server's continue token) on."""
         jobs, pods_by_job, meta = self._jobs_and_pods(limit=limit, token=token)
         remaining = meta.get("remainingItemCount")
         return TaskPage(
-            self._statuses(jobs, pods_by_job), meta.get("continue") or None,
+            self._statuses(jobs, pods_by_job, read_tails=read_tails), meta.get("continue") or None,
             int(remaining) if remaining is not None else None,
         )
 

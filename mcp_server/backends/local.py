@@ -212,10 +212,11 @@ class LocalBackend:
         tail = files.tail_texts() if last_line or snap.exit is not None else []
         return _status_of(self, files, snap, tail, last_line)
 
-    def list_tasks(self) -> list[TaskStatus]:
+    def list_tasks(self, read_tails: bool = False) -> list[TaskStatus]:
+        """`read_tails` changes nothing here: a local task's status always reads its log's end."""
         return [self._status(files, spec=spec) for files, spec in self._tasks()]
 
-    def list_page(self, limit: int | None, token: str | None) -> TaskPage:
+    def list_page(self, limit: int | None, token: str | None, read_tails: bool = False) -> TaskPage:
         return page_of(self.list_tasks(), limit, token)
 
     def _one(self, ref: TaskRef) -> tuple[TaskFiles, dict] | None:

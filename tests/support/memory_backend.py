@@ -106,11 +106,11 @@ class MemoryBackend:
         self.tasks[job] = MemoryTask(spec, status)
         return TaskHandle.from_status(status, created=True)
 
-    def list_tasks(self) -> list[TaskStatus]:
+    def list_tasks(self, read_tails: bool = False) -> list[TaskStatus]:
         self._call("list_tasks")
         return [t.status for t in self.tasks.values()]
 
-    def list_page(self, limit: int | None, token: str | None) -> TaskPage:
+    def list_page(self, limit: int | None, token: str | None, read_tails: bool = False) -> TaskPage:
         return page_of(self.list_tasks(), limit, token)
 
     def _matching(self, ref: TaskRef) -> list[MemoryTask]:
