@@ -267,7 +267,7 @@ class KubernetesBackend:
                 ) from None
 
     def spawn(self, spec: TaskSpec) -> TaskHandle:
-        name = naming.job_name(spec.task_id, spec.base_branch)
+        name = naming.job_name(spec.task_id, spec.base_branch, spec.attempt)
         try:
             job = self._create_job(spec)
             return self._handle(job, created=True)
@@ -550,7 +550,7 @@ class KubernetesBackend:
         task_id, base = _ids(job)
         if task_id is None or naming.attempt_of(job["metadata"].get("labels") or {}) <= 1:
             return []
-        jobs, _pods = self._jobs_and_pods(TaskRef(task_id=task_id, base_branch=base), all_attempts=True)
+        jobs, _pods, _meta = self._jobs_and_pods(TaskRef(task_id=task_id, base_branch=base), all_attempts=True)
         names = [j["metadata"]["name"] for j in jobs if j["metadata"]["name"] != job["metadata"]["name"]
                  and _ids(j) == (task_id, base)]
         return [n for n in names if self._delete_job(n)]
