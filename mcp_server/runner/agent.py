@@ -132,12 +132,10 @@ def opencode_command(binary: str, checkout: Path, model: str | None, agent: str 
 class AgentRun:
     """One OpenCode process. `run()` blocks until it ends; `stop()` (any thread, or a signal
     handler) ends it: SIGTERM to its process group, SIGKILL after STOP_WAIT_SECONDS. `observe` sees
-    every parsed event as it comes (usage, budgets, the idle watch)."""
+    every parsed event as it comes (usage, budgets, the idle watch, the runner's checkpoints)."""
 
     def __init__(self, command: list[str], env: Mapping[str, str], cwd: Path, out: Output,
-                 on_event: Callable[[str], None] | None = None,
                  observe: Callable[[dict[str, Any]], None] | None = None) -> None:
-        self._on_event = on_event
         self._command = command
         self._observe = observe
         self._env = dict(env)
@@ -191,8 +189,6 @@ class AgentRun:
                 summary = part["text"].strip()
             elif kind == "error":
                 error = _error_message(event.get("error"))
-            if self._on_event is not None and isinstance(kind, str):
-                self._on_event(kind)  # the runner's checkpoints (at the end of each agent step)
         exit_code = proc.wait()
         stderr_thread.join(timeout=5)
         stopped = self._stopped.is_set()

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mcp_server import worktrees
 from mcp_server.errors import ConfigError
@@ -228,8 +229,15 @@ class TaskRunner:
         agent = ctx.agent or s.opencode_agent
         command = opencode_command(s.opencode_bin, checkout.path, model, agent)
         limits = self._limits(model)
+
+        def observe(event: dict[str, Any]) -> None:
+            limits.observe(event)  # usage, budgets, the idle watch
+            kind = event.get("type")
+            if isinstance(kind, str):
+                self._maybe_checkpoint(checkout, kind)  # at the end of each agent step
+
         run = AgentRun(command, opencode_env(s.environ, checkout.path, s.opencode_config), checkout.path, out,
-                       on_event=lambda kind: self._maybe_checkpoint(checkout, kind), observe=limits.observe)
+                       observe=observe)
         self.stop.on_stop(run.stop)
         out.log("agent", f"running OpenCode: model {model or '(OpenCode default)'}, agent {agent}",
                 model=model, agent=agent)

@@ -6,7 +6,6 @@ the remote holds afterwards, what the pusher answered, and that the token was ne
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ import pytest
 
 from mcp_server.runner import gitrepo
 from mcp_server.runner.settings import Settings
-from tests.support.git_remotes import BASE_BRANCH, BareRemote, http_git, make_bare_remote
+from tests.support.git_remotes import BASE_BRANCH, BareRemote
 from tests.support.git_side import (
     AGENT_UID,
     GIT_UID,
@@ -24,28 +23,32 @@ from tests.support.git_side import (
     TOKEN,
     USERNAME,
     HostPod,
-    shared_dir,
+    ServedPod,
+    served_pod,
 )
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def root() -> Iterator[Path]:
-    path = shared_dir("agentic-git-side-")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+def served() -> Iterator[ServedPod]:
+    with served_pod("agentic-git-side-") as served:
+        yield served
 
 
 @pytest.fixture
-def remote(root: Path) -> BareRemote:
-    return make_bare_remote(root / "remotes")
+def root(served: ServedPod) -> Path:
+    return served.root
 
 
 @pytest.fixture
-def pod(root: Path, remote: BareRemote) -> Iterator[HostPod]:
-    with http_git(remote.path.parent, USERNAME, TOKEN) as prefix:
-        yield HostPod(root / "pod", f"{prefix}/{remote.path.name}")
+def remote(served: ServedPod) -> BareRemote:
+    return served.remote
+
+
+@pytest.fixture
+def pod(served: ServedPod) -> HostPod:
+    return served.pod
 
 
 @pytest.fixture

@@ -6,41 +6,36 @@ pushes. Checkpoints keep the work when the runner is killed hard."""
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.e2e.conftest import FINAL_TEXT, edit_script
-from tests.support.git_remotes import BASE_BRANCH, BareRemote, http_git, make_bare_remote
-from tests.support.git_side import TASK_BRANCH, TOKEN, USERNAME, HostPod, shared_dir
+from tests.support.git_remotes import BASE_BRANCH, BareRemote
+from tests.support.git_side import TASK_BRANCH, TOKEN, HostPod, ServedPod, served_pod
 from tests.support.scripted_model import ScriptedModel, Turn, write
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def root() -> Iterator[Path]:
-    path = shared_dir("agentic-sidecar-")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def remote(root: Path) -> BareRemote:
-    return make_bare_remote(root / "remotes")
-
-
-@pytest.fixture
-def pod(root: Path, remote: BareRemote) -> Iterator[HostPod]:
-    with http_git(remote.path.parent, USERNAME, TOKEN) as prefix:
-        pod = HostPod(root / "pod", f"{prefix}/{remote.path.name}")
-        proc = pod.clone()
+def served() -> Iterator[ServedPod]:
+    with served_pod("agentic-sidecar-") as served:
+        proc = served.pod.clone()
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        yield pod
+        yield served
+
+
+@pytest.fixture
+def remote(served: ServedPod) -> BareRemote:
+    return served.remote
+
+
+@pytest.fixture
+def pod(served: ServedPod) -> HostPod:
+    return served.pod
 
 
 def test_the_runner_works_in_the_clone_and_pushes_through_the_sidecar(

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.support.git_remotes import BASE_BRANCH
+from tests.support.git_remotes import BASE_BRANCH, BareRemote, http_git, make_bare_remote
 from tests.support.runner_harness import SCRIPTED_API_KEY, RunningRunner, offline_env
 from tests.support.scripted_model import ScriptedModel
 
@@ -52,6 +52,28 @@ def shared_dir(prefix: str) -> Path:
     path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     path.chmod(0o755)
     return path
+
+
+@dataclass(frozen=True)
+class ServedPod:
+    """A pod's directories (`root`), its real remote over smart HTTP wanting the token, the pod."""
+
+    root: Path
+    remote: BareRemote
+    pod: HostPod
+
+
+@contextmanager
+def served_pod(prefix: str) -> Iterator[ServedPod]:
+    """A HostPod whose remote is a bare repository served over smart HTTP on 127.0.0.1 (the token
+    required), all under one shared directory removed afterwards."""
+    root = shared_dir(prefix)
+    try:
+        remote = make_bare_remote(root / "remotes")
+        with http_git(remote.path.parent, USERNAME, TOKEN) as url:
+            yield ServedPod(root, remote, HostPod(root / "pod", f"{url}/{remote.path.name}"))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def shared_binary(path: str) -> str:
