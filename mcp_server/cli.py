@@ -165,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true",
                    help="start from the base branch on a branch of its own, not from the task branch's head")
     _budget_options(p)
+    p.add_argument("--timeout-minutes", type=int, help="a new time limit (default: the previous attempt's)")
 
     for name, text in (("status", "show one task and its result"), ("cancel", "stop and delete one task")):
         p = command(name, text)
@@ -470,7 +471,8 @@ def run(
             retry_request = parse(
                 RetryRequest,
                 _given(task_id=args.task_id, base_branch=args.base_branch, environment=args.env,
-                       fresh=args.fresh, max_cost=args.max_cost, max_tokens=args.max_tokens),
+                       fresh=args.fresh, max_cost=args.max_cost, max_tokens=args.max_tokens,
+                       timeout_minutes=args.timeout_minutes),
             )
             _print(service.retry(retry_request), args.output, out, _handle)
         elif args.command in ("status", "cancel"):

@@ -107,6 +107,7 @@ ContinueTokenField = Annotated[
     _checked(_continue_token),
 ]
 DescriptionField = Annotated[str, Field(min_length=1, max_length=4000)]
+TimeoutMinutesField = Annotated[int, Field(ge=1, le=1440)]
 MaxCostField = Annotated[float, Field(gt=0, le=100000)]
 MaxTokensField = Annotated[int, Field(ge=1, le=10_000_000_000)]
 _MAX_COST_DESCRIPTION = (
@@ -541,7 +542,7 @@ class SpawnTaskRequest(_Model):
         None, description="Feature branch the task branch starts from. Default: the current branch."
     )
     environment: EnvironmentField | None = Field(None, description=_ENV_DESCRIPTION)
-    timeout_minutes: Annotated[int, Field(ge=1, le=1440)] | None = Field(
+    timeout_minutes: TimeoutMinutesField | None = Field(
         None, description="Hard time limit of the task. Default: the environment's (chart) default."
     )
     max_cost: MaxCostField | None = Field(None, description=_MAX_COST_DESCRIPTION)
@@ -589,7 +590,7 @@ class SpawnAsyncRequest(_Model):
     dry_run: bool = Field(False, description="Only return the plan; spawn nothing, write nothing.")
     environment: EnvironmentField | None = Field(None, description=_ENV_DESCRIPTION)
     repo: RepoField | None = Field(None, description="Clone URL. Default: the `origin` remote.")
-    timeout_minutes: Annotated[int, Field(ge=1, le=1440)] | None = Field(
+    timeout_minutes: TimeoutMinutesField | None = Field(
         None, description="Hard time limit per task. Default: the environment's default."
     )
     max_cost: MaxCostField | None = Field(None, description=_MAX_COST_DESCRIPTION)
@@ -650,6 +651,8 @@ class RetryRequest(TaskRequest):
         None, description="A new budget in USD for this attempt. Default: the previous attempt's.")
     max_tokens: MaxTokensField | None = Field(
         None, description="A new budget in tokens for this attempt. Default: the previous attempt's.")
+    timeout_minutes: TimeoutMinutesField | None = Field(
+        None, description="A new hard time limit for this attempt. Default: the previous attempt's.")
 
 
 _FEATURE_DESCRIPTION = (

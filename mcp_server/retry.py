@@ -92,7 +92,8 @@ def notes(status: TaskStatus, tail: list[str], fresh: bool) -> str:
 def next_spec(backend: Backend, req: RetryRequest, status: TaskStatus) -> TaskSpec:
     """The spec of the task's next attempt."""
     ref = TaskRef(task_id=status.task_id, base_branch=status.base_branch)
-    context = backend.task_context(ref)
+    given = backend.task_spec(ref)
+    context = given.context()
     attempt = status.attempt + 1
     original = context.description.split(NOTES_MARKER, 1)[0]
     branch = context.task_branch
@@ -107,11 +108,12 @@ def next_spec(backend: Backend, req: RetryRequest, status: TaskStatus) -> TaskSp
         update["max_cost"] = req.max_cost
     if req.max_tokens is not None:
         update["max_tokens"] = req.max_tokens
+    timeout = req.timeout_minutes if req.timeout_minutes is not None else given.timeout_minutes
     fields = {**context.model_dump(), **update}
     earlier = [u for u in (status.previous_usage, status.usage) if u is not None]
     previous = earlier[0].plus(earlier[1]) if len(earlier) == 2 else (earlier[0] if earlier else None)
-    return TaskSpec(**fields, attempt=attempt, previous_usage=previous,
-                    title=status.description or original.splitlines()[0][:500])
+    return TaskSpec(**fields, attempt=attempt, previous_usage=previous, timeout_minutes=timeout,
+                    ssh_secret=given.ssh_secret, title=status.description or original.splitlines()[0][:500])
 
 
 def retry(backend: Backend, req: RetryRequest) -> tuple[TaskHandle, TaskStatus]:

@@ -58,7 +58,6 @@ from mcp_server.models import (
     TaskStatus,
 )
 from mcp_server.repohosts import HostRule
-from mcp_server.runner.contract import TaskContext
 
 T = TypeVar("T")
 
@@ -101,7 +100,10 @@ class Backend(LogSource, Protocol):
 
     def cleanup(self, older_than_seconds: float | None, dry_run: bool) -> CleanupResult: ...
 
-    def task_context(self, ref: TaskRef) -> TaskContext: ...
+    def task_spec(self, ref: TaskRef) -> TaskSpec:
+        """What the task's latest attempt was given (its context, time limit and git Secret): what a
+        retry starts from."""
+        ...
 
 
 def page_of(tasks: Sequence[TaskStatus], limit: int | None, token: str | None) -> TaskPage:

@@ -423,13 +423,20 @@ class KubernetesBackend:
             usage_from_lines(tail),
         )
 
-    def task_context(self, ref: TaskRef) -> TaskContext:
-        """The task context the task's (latest) pod was given: what a retry starts from."""
+    def task_spec(self, ref: TaskRef) -> TaskSpec:
+        """What the task's latest Job was given: its pod's task context, the Job's deadline (whole
+        minutes) and git Secret."""
         job, _pods = self._one(ref)
         if job is None:
             raise TaskNotFound.in_namespace([ref.task_id], self.environment, self.namespace, ref.base_branch)
         annotations = job.get("spec", {}).get("template", {}).get("metadata", {}).get("annotations") or {}
-        return TaskContext.model_validate_json(annotations.get(naming.ANNOTATION_TASK_CONTEXT) or "{}")
+        context = TaskContext.model_validate_json(annotations.get(naming.ANNOTATION_TASK_CONTEXT) or "{}")
+        deadline = job.get("spec", {}).get("activeDeadlineSeconds")
+        return TaskSpec(
+            **context.model_dump(),
+            timeout_minutes=-(-int(deadline) // 60) if deadline else None,
+            ssh_secret=(job["metadata"].get("annotations") or {}).get(naming.ANNOTATION_SSH_SECRET),
+        )
 
     # -- logs ------------------------------------------------------------------------------------
 

@@ -233,14 +233,14 @@ class LocalBackend:
             )
         return self._status(one[0], spec=one[1])
 
-    def task_context(self, ref: TaskRef) -> TaskContext:
-        """The task context the task's (latest) run was given: what a retry starts from."""
+    def task_spec(self, ref: TaskRef) -> TaskSpec:
+        """What the task's latest run was given (its spec.json): what a retry starts from."""
         one = self._one(ref)
         if one is None:
             self.status(ref)  # raises TaskNotFound, worded as status does
             raise AssertionError("unreachable")
-        fields = set(TaskContext.model_fields)
-        return TaskContext.model_validate({k: v for k, v in one[1].items() if k in fields})
+        fields = {*TaskContext.model_fields, "timeout_minutes", "ssh_secret"}
+        return TaskSpec.model_validate({k: v for k, v in one[1].items() if k in fields})
 
     # -- logs ------------------------------------------------------------------------------------
 

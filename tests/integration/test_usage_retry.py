@@ -146,6 +146,8 @@ def test_budget_stop_then_retry_on_the_branch_with_racing_retries_making_one_job
             or "cannot be retried: it is still running" in o.stderr, o.stderr
     new_job = cli.cluster.get("job", second)
     assert new_job["metadata"]["labels"]["agentic-sdlc.dev/attempt"] == "2"
+    # the previous attempt's time limit (here the chart's default) goes along
+    assert new_job["spec"]["activeDeadlineSeconds"] == cli.cluster.get("job", job)["spec"]["activeDeadlineSeconds"]
     context = context_of(cli, second)
     assert context["task_branch"] == f"agentic/{FEATURE}/T002" and context["max_cost"] == 0.012
     assert f"## Previous attempt (1) ended: budget_exceeded\n\nError: {error}\n" in context["description"]
@@ -173,11 +175,15 @@ def test_budget_stop_then_retry_on_the_branch_with_racing_retries_making_one_job
 
 
 def test_fresh_retry_starts_from_the_base_on_a_branch_of_its_own(cli: Cli) -> None:
-    job = spawn(cli, "T002")
+    job = spawn(cli, "T002", "--timeout-minutes", "7")
     cli.cluster.finish(cli.cluster.pod_of(job), 1, result_json("T002", "failed", error="OpenCode reported: boom"))
     cli.cluster.wait_job_condition(job)
+    refused = cli.run("retry", "T002", "--timeout-minutes", "0")
+    assert refused.returncode == 2 and "invalid timeout_minutes" in refused.stderr, refused.stderr
+    assert [j["metadata"]["name"] for j in cli.cluster.jobs()] == [job]
     retried = cli.run("retry", "T002", "--fresh", "--max-cost", "3")
     second = naming.job_name("T002", FEATURE, 2)
+    assert cli.cluster.get("job", second)["spec"]["activeDeadlineSeconds"] == 7 * 60  # the first attempt's limit
     assert (retried.returncode, retried.stderr) == (0, "")
     assert retried.stdout == (f"T002: attempt 2, job {second} in {cli.namespace} (dev), branch "
                               f"agentic/{FEATURE}/T002-attempt-2 — created\n")
@@ -201,7 +207,11 @@ class Tmux:
         self.socket = str(root / "tmux.sock")
         script = root / "watch.sh"
         exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
-        script.write_text(f"#!/bin/sh\n{exports}cd {shlex.quote(str(cwd))}\nexec {shlex.join(command)}\n")
+        # The script keeps the command's exit status: tmux 3.3 at times marks the pane dead with no
+        # #{pane_dead_status}.
+        self.status_file = root / "watch.status"
+        script.write_text(f"#!/bin/sh\n{exports}cd {shlex.quote(str(cwd))}\n{shlex.join(command)}\n"
+                          f"echo $? > {shlex.quote(str(self.status_file))}\n")
         script.chmod(0o755)
         self.tmux("-f", "/dev/null", "new-session", "-d", "-x", "180", "-y", "40", "-s", "watch", str(script))
         self.tmux("set-option", "-t", "watch", "remain-on-exit", "on")
@@ -215,11 +225,16 @@ class Tmux:
     def plain(self) -> str:
         return self.tmux("capture-pane", "-p", "-t", "watch")
 
-    def dead(self) -> tuple[bool, str]:
-        """Whether the command has ended, and its exit status (empty until tmux has it)."""
-        out = self.tmux("display-message", "-p", "-t", "watch", "#{pane_dead} #{pane_dead_status}").split()
-        dead = out[0] == "1"
-        return dead, (out[1] if dead and len(out) > 1 else "")
+    def wait_exit(self, timeout: float, what: str) -> str:
+        """The command's exit status once it has ended; fails with the screen and the pane's state."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.status_file.exists() and (status := self.status_file.read_text().strip()):
+                return status
+            time.sleep(0.2)
+        pane = self.tmux("display-message", "-p", "-t", "watch",
+                         "dead=#{pane_dead} status=#{pane_dead_status} signal=#{pane_dead_signal} pid=#{pane_pid}")
+        pytest.fail(f"timed out after {timeout}s waiting for {what}; pane: {pane.strip()}; screen:\n{self.plain()}")
 
     def close(self) -> None:
         subprocess.run(["tmux", "-S", self.socket, "kill-server"], capture_output=True)
@@ -242,7 +257,7 @@ def test_list_watch_redraws_one_table_until_every_task_has_ended(cli: Cli, tmp_p
         cli.cluster.finish(pods["T002"], 0, result_json("T002", usage=USAGE))
         wait_until(lambda: shows("succeeded", "$0.0191"), timeout=60, message="T002's final usage")
         cli.cluster.finish(pods["T003"], 0, result_json("T003", usage={**USAGE, "cost": 0.001}))
-        status = wait_until(lambda: tmux.dead()[1] or None, timeout=60, message="watch to end by itself")
+        status = tmux.wait_exit(60, "watch to end by itself")
         assert status == "0"
         final = tmux.plain()
         assert final.count("TASK") == 1 and final.count("succeeded") == 2
@@ -258,7 +273,7 @@ def test_list_watch_quits_on_q(cli: Cli, tmp_path: Path) -> None:
         wait_until(lambda: "T002" in tmux.plain() or None, timeout=60, message="the table")
         time.sleep(0.5)
         tmux.tmux("send-keys", "-t", "watch", "q")
-        status = wait_until(lambda: tmux.dead()[1] or None, timeout=30, message="watch to quit on q")
+        status = tmux.wait_exit(30, "watch to quit on q")
         assert status == "0"
     finally:
         tmux.close()
