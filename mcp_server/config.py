@@ -66,6 +66,7 @@ class Settings(BaseModel):
     repo_root: Path
     config_file: Path | None = None
     log_poll_seconds: float = 0.5
+    log_linger_seconds: float = 0.2
     context_file_max_bytes: int = 64 * 1024
     context_total_max_bytes: int = 160 * 1024
 

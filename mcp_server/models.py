@@ -621,7 +621,7 @@ class StreamLogsRequest(_Model):
         "inside a client's 60 s tool timeout). Returns earlier when every task is finished.",
     )
     max_lines: Annotated[int, Field(ge=1, le=5000)] = Field(
-        500, description="Return at most this many lines."
+        2000, description="Return at most this many lines."
     )
 
 

@@ -210,9 +210,10 @@ def build_server(get_service: ServiceGetter) -> RunnerMCPServer:
         "stream_task_logs",
         "Stream the agents' logs",
         "Return the new log lines of tasks since `cursor`, each with its task id, plus every task's phase "
-        "and the next cursor. Waits up to wait_seconds (default 20, max 50) for lines to arrive, sending "
-        "progress notifications with the latest line meanwhile, and returns earlier when every selected "
-        "task is finished. Call it again with the returned cursor to continue exactly after the last "
+        "and the next cursor. Waits up to wait_seconds (default 20, max 50) for the first line, sending "
+        "progress notifications with the latest line meanwhile; once lines are there it gathers ~0.2 s "
+        "more (up to max_lines) and returns; it also returns when every selected task is finished. "
+        "Call it again with the returned cursor to continue exactly after the last "
         "line (no line is lost or repeated, also across server restarts). Empty task_ids: every task of "
         "the environment, including ones started later. `more`=true means lines are already waiting. "
         "wait_seconds 0 reads every log once, now; waiting calls are served from streams the server "

@@ -531,6 +531,7 @@ class RunnerService:
             max_lines=req.max_lines,
             wait_seconds=req.wait_seconds,
             poll_seconds=self.settings.log_poll_seconds,
+            linger_seconds=self.settings.log_linger_seconds,
             on_batch=on_batch,
             on_first=check_selected,
         )

@@ -220,12 +220,16 @@ async def follow(
     max_lines: int,
     wait_seconds: float,
     poll_seconds: float,
+    linger_seconds: float = 0.0,
     on_batch: OnBatch | None = None,
     on_first: Callable[[LogBatch], None] | None = None,
 ) -> Followed:
-    """Read (`read(resume, max_lines)`, in a worker thread) until `max_lines` are
-    gathered, every task is finished, or `wait_seconds` are over. `on_batch` sees every read (also
-    empty ones and failed ones) as it happens; `on_first` checks the first successful read.
+    """Read (`read(resume, max_lines)`, in a worker thread) until `max_lines` are gathered, every
+    task is finished, or the wait is over: a long poll. It waits up to `wait_seconds` for the first
+    line; once a read brought lines, it gathers only `linger_seconds` longer (reading again at once
+    while lines are left, else every `poll_seconds`), so a line waits for the client at most about
+    that long. `on_batch` sees every read (also empty ones and failed ones) as it happens;
+    `on_first` checks the first successful read.
 
     A `BackendUnavailable` (the API server unreachable, restarting, or not yet authorizing what it
     allowed a moment ago: the backend says which errors are passing) is retried until the wait is
@@ -249,6 +253,8 @@ async def follow(
                 on_first(batch)
             reads += 1
             more = batch.more
+            if batch.lines and not collected:
+                deadline = min(deadline, time.monotonic() + linger_seconds)
             collected.extend(batch.lines)
             states = _carry_vanished(states, batch.tasks)
             if on_batch is not None:
