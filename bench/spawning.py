@@ -23,15 +23,18 @@ TASKS_MD_HEADER = "# Tasks: 001 feature\n\n## Phase 1\n"
 
 
 def _helm_kubectl(world: World, task_id: str) -> float:
-    env = world.testenv.environ("developer")
+    env = world.testenv.environ("admin")  # in a plain namespace, where no Role of the chart's applies
     env["HOME"] = str(world.repo.parent / "home")  # kubectl's discovery cache stays warm between runs
     pipeline = (
         f"helm template {shlex.quote(task_id.lower())} {shlex.quote(str(SEED_CHART))} --set taskId={task_id} "
-        f"--set baseBranch={FEATURE} | kubectl apply -n {world.namespace} -f -"
+        f"--set baseBranch={FEATURE} | kubectl apply -n {world.seed_namespace} -f -"
     )
     start = time.perf_counter()
-    subprocess.run(["bash", "-o", "pipefail", "-c", pipeline], env=env, check=True, capture_output=True, text=True)
-    return time.perf_counter() - start
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", pipeline], env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{pipeline} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+    return elapsed
 
 
 async def measure_spawn(world: World, repeat: int, helm_repeat: int) -> list[Figure]:

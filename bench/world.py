@@ -38,6 +38,9 @@ class World:
     namespace: str
     repo: Path
     kmcp: str
+    seed_namespace: str
+    """A plain namespace beside it (no chart, no admission policy) for the seed's own Jobs, which are
+    not in the chart's shape: the policy refuses them in `namespace`."""
 
     @property
     def cluster(self) -> Cluster:
@@ -106,11 +109,14 @@ def world(testenv: TestEnv, kmcp: str, values: dict[str, Any] | None = None, tag
     import tempfile
 
     name = f"{tag}-{uuid.uuid4().hex[:6]}"
+    seed = f"{name}-seed"
     testenv.kubectl("create", "namespace", name)
+    testenv.kubectl("create", "namespace", seed)
     try:
         install_chart(testenv, name, values)
         with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
             (Path(tmp) / "home").mkdir()
-            yield World(testenv, name, make_repo(Path(tmp) / "repo"), kmcp)
+            yield World(testenv, name, make_repo(Path(tmp) / "repo"), kmcp, seed)
     finally:
-        testenv.kubectl("delete", "namespace", name, "--wait=false", check=False)
+        for namespace in (name, seed):
+            testenv.kubectl("delete", "namespace", namespace, "--wait=false", check=False)

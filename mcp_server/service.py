@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from mcp_server import feature, feature_docs, naming, repo, repohosts, retry, speckit
@@ -265,23 +266,32 @@ class RunnerService:
         )
         handle = backend.spawn(spec)
         if feature_path is not None:
-            self._handed_over(feature_path, spec, handle)
+            self._handed_over(feature_path, backend, [(spec, handle)])
         return handle
 
-    def _handed_over(self, feature_path: Path, spec: TaskSpec, handle: TaskHandle) -> None:
-        """A task handed to an agent: its delegation prompt (when spec-kit wrote none) and its
-        tasks_meta.json entry (in_progress), before the first observation."""
-        AsyncState(feature_path).write_prompt_if_absent(
-            delegation_prompt(spec.task_id, spec.summary, spec.feature_dir or "", handle.branch, handle.base_branch),
-            spec.task_id,
-        )
-        try:
-            status = self.backend(handle.environment).status(
-                TaskRef(task_id=handle.task_id, base_branch=handle.base_branch)
+    def _handed_over(self, feature_path: Path, backend: Backend, made: list[tuple[TaskSpec, TaskHandle]]) -> None:
+        """Tasks handed to agents: each one's delegation prompt (when spec-kit wrote none) and
+        tasks_meta.json entry (in_progress), before the first observation. One status read for one
+        task, one listing for a burst."""
+        state = AsyncState(feature_path)
+        for spec, handle in made:
+            state.write_prompt_if_absent(
+                delegation_prompt(spec.task_id, spec.summary, spec.feature_dir or "", handle.branch,
+                                  handle.base_branch),
+                spec.task_id,
             )
-        except TaskNotFound:
+        if not made:
             return
-        self.projector.observe([status])
+        if len(made) == 1:
+            handle = made[0][1]
+            try:
+                statuses = [backend.status(TaskRef(task_id=handle.task_id, base_branch=handle.base_branch))]
+            except TaskNotFound:
+                return
+        else:
+            jobs = {handle.job for _spec, handle in made}
+            statuses = [s for s in backend.list_tasks() if s.job in jobs]
+        self.projector.observe(statuses)
 
     def spawn_async(self, req: SpawnAsyncRequest) -> SpawnAsyncResult:
         env = self.settings.environment(req.environment)
@@ -331,10 +341,10 @@ class RunnerService:
         if not req.dry_run:
             register_doc_tasks(meta, doc.tasks, now())
             self.projector.observe(existing.values())
-            for spec in specs.values():
-                handle = backend.spawn(spec)
-                handles.append(handle)
-                self._handed_over(feature_dir, spec, handle)
+            workers = max(1, min(backend.spawn_parallelism, len(specs)))
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                handles = list(pool.map(backend.spawn, specs.values()))
+            self._handed_over(feature_dir, backend, list(zip(specs.values(), handles, strict=True)))
         handles += [TaskHandle.from_status(existing[task_id]) for task_id in plan.ids("exists")]
         counts = {action: len(plan.ids(action)) for action in ("spawn", "exists", "wait")}
         verb = "would spawn" if req.dry_run else "spawned"

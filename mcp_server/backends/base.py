@@ -79,6 +79,8 @@ class Backend(LogSource, Protocol):
     name: BackendName
     environment: str
     namespace: str
+    spawn_parallelism: int
+    """How many spawns of a burst (spawn_async_tasks) may run at once (1: one after the other)."""
 
     def branch_pattern(self) -> str: ...
 

@@ -72,6 +72,7 @@ Obj = dict[str, Any]
 
 class KubernetesBackend:
     name = "kubernetes"
+    spawn_parallelism = 8  # creates in flight at once in a burst (the API server takes them in parallel)
 
     def __init__(
         self, environment: EnvironmentSettings, settings: Settings, kube: KubeClient | None = None

@@ -71,6 +71,7 @@ RESULT_PHASES: dict[str, Phase] = {
 
 class LocalBackend:
     name = "local"
+    spawn_parallelism = 1  # worktrees of one repository are made one after the other
 
     def __init__(
         self, environment: EnvironmentSettings, settings: Settings, environ: Mapping[str, str] | None = None

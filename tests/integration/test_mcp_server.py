@@ -17,6 +17,7 @@ import anyio
 import pytest
 
 from mcp_server import naming
+from mcp_server.server import HEARTBEAT_SECONDS
 from tests.conftest import wait_until
 from tests.support.mcp_client import McpClient, Progress, connect
 from tests.support.runner_env import (
@@ -235,25 +236,27 @@ async def test_log_lines_come_in_order_and_a_cursor_returns_only_newer_ones(worl
         assert [line["text"] for line in part["lines"] + rest["lines"]] == [f"more {i}" for i in range(7)]
 
 
-async def test_progress_notifications_carry_the_latest_line_while_waiting(world: World) -> None:
+async def test_progress_notifications_keep_a_waiting_call_alive_then_carry_the_first_lines(world: World) -> None:
+    """A call waits for its first line with heartbeats (every HEARTBEAT_SECONDS), then returns the
+    lines that came, the latest of them in a progress notification."""
     async with connect(world.env()) as mcp:
         handle = (await mcp.call("spawn_task_pod", spawn_args("T002"))).ok
         pod = world.cluster.pod_of(handle["job"])
         progress = Progress()
 
         async def talk() -> None:
-            for i in range(3):
-                await anyio.sleep(1)
-                world.cluster.log(pod, f"working {i}")
+            await anyio.sleep(HEARTBEAT_SECONDS + 1.5)
+            world.cluster.log(pod, "working 0", "working 1")
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(talk)
             result = (
-                await mcp.call("stream_task_logs", {"task_ids": ["T002"], "wait_seconds": 6}, progress=progress)
+                await mcp.call("stream_task_logs", {"task_ids": ["T002"], "wait_seconds": 30}, progress=progress)
             ).ok
-    assert [line["text"] for line in result["lines"]] == ["working 0", "working 1", "working 2"]
-    assert "[T002] working 2" in progress.messages
-    assert [m for m in progress.messages if m.startswith("[T002]")] == [f"[T002] working {i}" for i in range(3)]
+    assert [line["text"] for line in result["lines"]] == ["working 0", "working 1"]
+    assert progress.messages[0].startswith("waiting for log lines (T002 ")
+    assert progress.messages[-1] == "[T002] working 1"
+    assert not [m for m in progress.messages if m.startswith("[T002]")][:-1]
     values = [p for p, _, _ in progress.events]
     assert values == sorted(values) and len(set(values)) == len(values)
 

@@ -41,6 +41,7 @@ class MemoryBackend:
     environment: str = "dev"
     namespace: str = "memory"
     name: str = "kubernetes"
+    spawn_parallelism: int = 1
     pattern: str = "agentic/{base_branch}/{task_id}"
     base_default: str | None = "main"
     tasks: dict[str, MemoryTask] = field(default_factory=dict)
