@@ -26,6 +26,9 @@ declare -A NEED=(
   [/usr/sbin/nginx]=nginx
   # the local backend's sandbox for the agent (mcp_server/backends/local_sandbox.py)
   [bwrap]=bubblewrap
+  # the local backend's podman mode in tests: the pod's own network namespace that reaches the host's
+  # loopback (the scripted model) at 10.0.2.2 (tests/e2e/test_local_podman.py)
+  [slirp4netns]=slirp4netns
 )
 
 missing=()

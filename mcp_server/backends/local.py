@@ -18,6 +18,7 @@ Job deletion (cancel) -> SIGTERM, wait for the runner to push its work, delete t
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -29,6 +30,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from mcp_server import naming, worktrees
+from mcp_server.backends import local_podman
 from mcp_server.backends.base import TaskPage, cleanup_choice, page_of, pick_one
 from mcp_server.backends.local_state import TaskFiles, TaskSnapshot, start_time, this_process, write_json
 from mcp_server.config import EnvironmentSettings, Settings
@@ -104,6 +106,8 @@ class LocalBackend:
         if files.path.is_dir():
             return self._existing(files, spec)
         self._check_repository(spec.base_branch)
+        if (self._environ.get("AGENTIC_LOCAL_SANDBOX") or "").strip().lower() == "podman":
+            local_podman.check(self._environ)  # podman, helm, the chart, the image: before anything is made
         self.state.mkdir(parents=True, exist_ok=True)
         try:
             files.path.mkdir()
@@ -318,6 +322,11 @@ class LocalBackend:
     def _remove(self, files: TaskFiles) -> None:
         """Delete a task's state and its worktree if a killed runner left it; the branch stays."""
         spec = files.spec() or {}
+        pod = files.path / "pod.json"
+        if pod.is_file():  # a podman task whose supervisor was killed: its pod goes too
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                podman = shutil.which(self._environ.get("AGENTIC_PODMAN") or "podman") or "podman"
+                local_podman.remove_pod(podman, str(json.loads(pod.read_text())["pod"]), self._environ)
         if spec.get("base_branch") and spec.get("task_id"):
             name = worktrees.worktree_name(spec["base_branch"], spec["task_id"])
             with contextlib.suppress(worktrees.WorktreeError):

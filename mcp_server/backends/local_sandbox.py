@@ -1,7 +1,8 @@
 """The local task's sandbox: bubblewrap (`bwrap`, Debian's `bubblewrap`), when it is installed.
 
 `AGENTIC_LOCAL_SANDBOX`: `auto` (the default: bwrap when it is there and works, else none, and the
-runner says so in the log), `bwrap` (required: a task fails to start without it), `none`.
+runner says so in the log), `bwrap` (required: a task fails to start without it), `none`, or `podman`
+(the task runs in the agent image, in the chart's pod translated for podman: `local_podman`).
 
 Inside, the runner and its agent see the machine read-only, with
 - writable: the task's worktree directory, the repository's git directory (objects and refs: the
@@ -29,7 +30,7 @@ from pathlib import Path
 
 from mcp_server.errors import ConfigError
 
-MODES = ("auto", "bwrap", "none")
+MODES = ("auto", "bwrap", "none", "podman")
 HIDDEN_DIRS = (".ssh", ".kube", ".aws", ".azure", ".config/gcloud", ".docker", ".gnupg", ".password-store",
                ".config/gh", ".config/hub")
 HIDDEN_FILES = (".netrc", ".git-credentials", ".pgpass", ".npmrc", ".pypirc")
@@ -41,9 +42,9 @@ XDG_DIRS = (("XDG_CONFIG_HOME", ".config", ("opencode",)), ("XDG_DATA_HOME", ".l
 def sandbox_mode(environ: Mapping[str, str]) -> str:
     mode = (environ.get("AGENTIC_LOCAL_SANDBOX") or "auto").strip().lower()
     if mode not in MODES:
-        raise ConfigError(f"invalid AGENTIC_LOCAL_SANDBOX: {mode!r}; allowed: auto, bwrap or none")
-    if mode == "none":
-        return "none"
+        raise ConfigError(f"invalid AGENTIC_LOCAL_SANDBOX: {mode!r}; allowed: auto, bwrap, none or podman")
+    if mode in ("none", "podman"):
+        return mode
     works = shutil.which("bwrap") is not None and subprocess.run(
         ["bwrap", "--ro-bind", "/", "/", "--unshare-pid", "--proc", "/proc", "--dev", "/dev", "true"],
         capture_output=True).returncode == 0

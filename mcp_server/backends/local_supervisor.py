@@ -12,7 +12,8 @@ push queue DIR/push-queue; the supervisor, outside the agent's reach, serves it 
 credentials (their ssh agent and the credential helpers of their global git config, read before the
 agent starts, scoped to the repository's host) and git config of its own (`runner.gitconfig`).
 Where bubblewrap is installed (or AGENTIC_LOCAL_SANDBOX=bwrap), the runner runs in its sandbox
-(`local_sandbox`).
+(`local_sandbox`); with AGENTIC_LOCAL_SANDBOX=podman it runs in the agent image, in the chart's pod
+translated for podman (`local_podman`), and the supervisor also plays the pod's git-clone.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from pathlib import Path
 from typing import TextIO
 
 from mcp_server.backends.local_env import agent_environment
-from mcp_server.backends.local_sandbox import private_xdg, sandbox_command
+from mcp_server.backends.local_podman import PodmanRun
+from mcp_server.backends.local_sandbox import private_xdg, sandbox_command, sandbox_mode
 from mcp_server.backends.local_state import write_json
 from mcp_server.errors import ConfigError
 from mcp_server.repohosts import ParsedRepo
@@ -141,22 +143,40 @@ def supervise(task_dir: Path) -> int:
             if (task_dir / "spec.json").exists():
                 break
             time.sleep(0.05)
+        podman: PodmanRun | None = None
         try:
-            sandbox = sandbox_command(environ, task_dir)
+            if sandbox_mode(environ) == "podman":
+                podman = PodmanRun.prepare(task_dir, environ, out)
+                sandbox = []
+            else:
+                sandbox = sandbox_command(environ, task_dir)
         except ConfigError as exc:
+            if podman is not None:
+                podman.close()
             return _refused(task_dir, str(exc), out)
-        if sandbox:
-            runner_env.update(private_xdg(environ, task_dir))
-            out.log("setup", "the agent runs in a bubblewrap sandbox: the machine read-only, credentials hidden, "
-                    "the repository's config and hooks read-only")
+        if podman is not None:
+            command, env = podman.plan.agent.args, environ
         else:
-            out.log("setup", "the agent runs without a sandbox (AGENTIC_LOCAL_SANDBOX, or bubblewrap is not "
-                    "installed): it can read and write what you can", level="warning")
-        command = [*sandbox, sys.executable, "-m", "mcp_server.runner", "run-task"]
+            if sandbox:
+                runner_env.update(private_xdg(environ, task_dir))
+                out.log("setup", "the agent runs in a bubblewrap sandbox: the machine read-only, credentials "
+                        "hidden, the repository's config and hooks read-only")
+            else:
+                out.log("setup", "the agent runs without a sandbox (AGENTIC_LOCAL_SANDBOX, or bubblewrap is not "
+                        "installed): it can read and write what you can", level="warning")
+            command, env = [*sandbox, sys.executable, "-m", "mcp_server.runner", "run-task"], runner_env
         pusher = start_pusher(task_dir, environ, out, stop)
+        try:
+            if podman is not None:
+                podman.start_sidecars()
+        except ConfigError as exc:
+            stop.set()
+            pusher.join(timeout=60)
+            podman.close()
+            return _refused(task_dir, str(exc), out)
         proc = subprocess.Popen(
             command,
-            env=runner_env,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -178,8 +198,12 @@ def supervise(task_dir: Path) -> int:
         for line in proc.stdout:
             stamped.write(line.rstrip("\n") + "\n")
         code = proc.wait()
+        if podman is not None:
+            podman.finish(task_dir / "result.json")
         stop.set()
         pusher.join(timeout=60)
+        if podman is not None:
+            podman.close()
     write_json(task_dir / "exit.json", {"exit_code": code, "finished_at": now().isoformat()})
     return 0
 

@@ -115,15 +115,7 @@ def test_every_attack_on_the_local_backend_fails(tmp_path: Path, remote: BareRem
     assert gitconfig.read_text() == "[user]\n\tname = Developer\n"
     assert subprocess.run(["git", "--git-dir", str(evil.path), "for-each-ref"], capture_output=True,
                           text=True).stdout == ""
-    outputs = []
-    for line in log.splitlines():
-        try:
-            event = json.loads(line.split(" ", 1)[1])
-        except (IndexError, ValueError):
-            continue
-        if isinstance(event, dict) and event.get("type") == "tool_use":
-            outputs.append(str(event["part"]["state"].get("output", "")))
-    attacks = evil_agent.attack_lines(outputs)
+    attacks = evil_agent.attack_lines(evil_agent.tool_outputs(log))
     assert "ATTACK plant: developer hook refused" in attacks and "ATTACK plant: developer config refused" in attacks
     assert "ATTACK plant: wrote the developer hook" not in attacks
     assert f"ATTACK plant: {state / 'process.json'} refused" in attacks

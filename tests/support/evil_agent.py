@@ -153,8 +153,21 @@ def script(t: Targets) -> Script:
     return turns
 
 
+def tool_outputs(task_log: str) -> list[str]:
+    """The output of every tool call of OpenCode's in a local task's log (timestamped JSON lines)."""
+    outputs = []
+    for line in task_log.splitlines():
+        try:
+            event = json.loads(line.split(" ", 1)[1])
+        except (IndexError, ValueError):
+            continue
+        if isinstance(event, dict) and event.get("type") == "tool_use":
+            outputs.append(str(event["part"]["state"].get("output", "")))
+    return outputs
+
+
 def attack_lines(outputs: Sequence[str]) -> list[str]:
     return [line for out in outputs for line in out.splitlines() if line.startswith("ATTACK ")]
 
 
-__all__ = ["FINAL", "HONEST_TEXT", "Targets", "attack_lines", "script", "write"]
+__all__ = ["FINAL", "HONEST_TEXT", "Targets", "attack_lines", "script", "tool_outputs", "write"]
