@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, TypeVar, runtime_checkable
 
-from mcp_server.errors import InvalidInput
+from mcp_server.errors import Conflict, InvalidInput
 from mcp_server.logs.relay import LogSource
 from mcp_server.models import (
     BackendName,
@@ -119,6 +119,15 @@ def page_of(tasks: Sequence[TaskStatus], limit: int | None, token: str | None) -
     end = len(tasks) if limit is None else min(len(tasks), start + limit)
     more = end < len(tasks)
     return TaskPage(list(tasks[start:end]), f"o{end}" if more else None, len(tasks) - end if more else None)
+
+
+def check_same_repo(spec: TaskSpec, existing_repo: str | None) -> None:
+    """An existing task of the same id and base branch is the same task only for the same repository."""
+    if existing_repo != spec.repo:
+        raise Conflict(
+            f"task {spec.task_id} on {spec.base_branch!r} exists already for another "
+            "repository; cancel it first or use another task id."
+        )
 
 
 def pick_one(ref: TaskRef, found: Sequence[T], base_branch: Callable[[T], str | None]) -> T | None:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mcp_server import naming, repohosts
-from mcp_server.backends.base import CONTINUE_ALLOWED, TaskPage, cleanup_choice, pick_one
+from mcp_server.backends.base import CONTINUE_ALLOWED, TaskPage, check_same_repo, cleanup_choice, pick_one
 from mcp_server.backends.final_result import FinalResult
 from mcp_server.config import EnvironmentSettings, Settings
 from mcp_server.defaults import chart_defaults
@@ -296,11 +296,7 @@ class KubernetesBackend:
                 f"task {spec.task_id} on {spec.base_branch!r} is being cancelled; spawn it again "
                 "once it is gone (a few seconds)."
             )
-        if annotations.get(naming.ANNOTATION_REPO) != spec.repo:
-            raise Conflict(
-                f"task {spec.task_id} on {spec.base_branch!r} exists already for another "
-                "repository; cancel it first or use another task id."
-            )
+        check_same_repo(spec, annotations.get(naming.ANNOTATION_REPO))
         return self._handle(existing, created=False)
 
     # -- reading ---------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from mcp_server import naming, worktrees
 from mcp_server.backends import local_podman
-from mcp_server.backends.base import TaskPage, cleanup_choice, page_of, pick_one
+from mcp_server.backends.base import TaskPage, check_same_repo, cleanup_choice, page_of, pick_one
 from mcp_server.backends.local_state import TaskFiles, TaskSnapshot, start_time, this_process, write_json
 from mcp_server.config import EnvironmentSettings, Settings
 from mcp_server.defaults import chart_defaults
@@ -186,11 +186,7 @@ class LocalBackend:
                 f"the local task {files.job!r} exists but is not task {spec.task_id} on "
                 f"{spec.base_branch!r}; clean it up or use another task id."
             )
-        if existing.get("repo") != spec.repo:
-            raise Conflict(
-                f"task {spec.task_id} on {spec.base_branch!r} exists already for another "
-                "repository; cancel it first or use another task id."
-            )
+        check_same_repo(spec, existing.get("repo"))
         return self._handle(files, created=False)
 
     def _handle(self, files: TaskFiles, created: bool) -> TaskHandle:
