@@ -29,6 +29,8 @@ declare -A NEED=(
   # the local backend's podman mode in tests: the pod's own network namespace that reaches the host's
   # loopback (the scripted model) at 10.0.2.2 (tests/e2e/test_local_podman.py)
   [slirp4netns]=slirp4netns
+  # podman's pods (the local backend's podman mode): their infra container's pause binary
+  [catatonit]=catatonit
 )
 
 missing=()

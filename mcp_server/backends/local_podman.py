@@ -261,12 +261,8 @@ class PodTranslator:
             termination.touch()
             termination.chmod(0o666)
             args += ["--volume", f"{termination}:{c.get('terminationMessagePath', '/dev/termination-log')}:rw"]
-        command = list(c.get("command") or [])
-        if command:
-            args += ["--entrypoint", json.dumps(command)]
-        else:
-            raise ConfigError(f"the chart's container {c['name']} has no command; the podman mode runs the chart's "
-                              "commands only")
+        if c.get("command"):  # else the image's entrypoint, as the kubelet runs it
+            args += ["--entrypoint", json.dumps([str(a) for a in c["command"]])]
         args.append(c["image"])
         args += [str(a) for a in c.get("args") or []]
         run = ContainerRun(c["name"], args, termination)

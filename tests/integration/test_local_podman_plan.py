@@ -70,7 +70,9 @@ def test_the_charts_pod_becomes_a_podman_pod_with_the_charts_containers_users_an
     assert _option(agent.args, "--memory") == [str(2**30)] and _option(agent.args, "--cpus") == ["1.5"]
     spec = template["template"]["spec"]
     chart_agent = next(c for c in spec["containers"] if c["name"] == "agent")
-    assert json.loads(_option(agent.args, "--entrypoint")[0]) == chart_agent["command"]
+    assert "command" not in chart_agent and _option(agent.args, "--entrypoint") == []  # the image's entrypoint
+    chart_proxy = next(c for c in spec["initContainers"] if c["name"] == "llm-proxy")
+    assert json.loads(_option(proxy.args, "--entrypoint")[0]) == chart_proxy["command"]
     assert proxy.probe is not None and proxy.probe[-1].startswith("exec 3<>/dev/tcp/127.0.0.1/")
 
     # mounts: the agent's are the chart's, none of them a Secret; the LLM keys only in the proxy
