@@ -105,6 +105,13 @@ def _signature(request: type[BaseModel], output: type[BaseModel]) -> tuple[inspe
     return inspect.Signature(params, return_annotation=output), annotations
 
 
+def _bounds(model: type[BaseModel], name: str) -> str:
+    """`default D, max M` of a request field, from the model itself (the tool text never disagrees)."""
+    info = model.model_fields[name]
+    top = next(m.le for m in info.metadata if getattr(m, "le", None) is not None)
+    return f"default {info.default:g}, max {top:g}"
+
+
 def _add_tool(
     server: MCPServer,
     name: str,
@@ -210,9 +217,10 @@ def build_server(get_service: ServiceGetter) -> RunnerMCPServer:
         "stream_task_logs",
         "Stream the agents' logs",
         "Return the new log lines of tasks since `cursor`, each with its task id, plus every task's phase "
-        "and the next cursor. Waits up to wait_seconds (default 20, max 50) for the first line, sending "
-        "progress notifications with the latest line meanwhile; once lines are there it gathers ~0.2 s "
-        "more (up to max_lines) and returns; it also returns when every selected task is finished. "
+        f"and the next cursor. Waits up to wait_seconds ({_bounds(StreamLogsRequest, 'wait_seconds')}) for the "
+        "first line, sending progress notifications with the latest line meanwhile; once lines are there it "
+        "gathers a moment more (up to max_lines) and returns; it also returns when every selected task is "
+        "finished. "
         "Call it again with the returned cursor to continue exactly after the last "
         "line (no line is lost or repeated, also across server restarts). Empty task_ids: every task of "
         "the environment, including ones started later. `more`=true means lines are already waiting. "

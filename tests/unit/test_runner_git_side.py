@@ -224,5 +224,6 @@ def test_the_sandbox_hides_credentials_and_keeps_the_repository_config_read_only
     assert ("--tmpfs", str(home / ".agent")) in pairs  # the ssh agent's socket directory
     assert ("--tmpfs", "/tmp") in pairs and str(tmp_path) not in args  # the rest of /tmp: a fresh one
     assert sandbox_command({**env, "AGENTIC_LOCAL_SANDBOX": "none"}, task) == []
-    with pytest.raises(ConfigError, match="invalid AGENTIC_LOCAL_SANDBOX: 'jail'; allowed: auto, bwrap, none or podman"):
+    with pytest.raises(ConfigError,
+                       match="invalid AGENTIC_LOCAL_SANDBOX: 'jail'; allowed: auto, bwrap, none or podman"):
         sandbox_mode({"AGENTIC_LOCAL_SANDBOX": "jail"})
