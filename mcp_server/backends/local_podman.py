@@ -190,15 +190,15 @@ class PodTranslator:
         self.bound = bound_dirs
         self.podman = podman
         self.pod_sc: Obj = self.spec.get("securityContext") or {}
-        if self.pod_sc.get("fsGroup") is not None:
-            raise ConfigError("the chart's pod has an fsGroup: its translation for podman gives none (no container "
-                              "may share a group with the agent)")
         self._volumes: dict[str, Obj] = {v["name"]: v for v in self.spec.get("volumes") or []}
         self._made: dict[tuple[str, int | None], Path] = {}
 
     # -- containers --------------------------------------------------------------------------------
 
     def plan(self, network: str | None) -> PodPlan:
+        if self.pod_sc.get("fsGroup") is not None:
+            raise ConfigError("the chart's pod has an fsGroup: its translation for podman gives none (no container "
+                              "may share a group with the agent)")
         sidecars: list[ContainerRun] = []
         for c in self.spec.get("initContainers") or []:
             if c["name"] in HOST_SIDE:
@@ -414,7 +414,9 @@ def _cpus(text: str) -> str:
 
 
 def pod_name(job: str) -> str:
-    return f"agentic-{job}"[:NAME_MAX].rstrip("-.")
+    """The task's pod: its job's name (`agentic-...`, as a Job's), within podman's limit."""
+    name = job if job.startswith("agentic-") else f"agentic-{job}"
+    return name[:NAME_MAX].rstrip("-.")
 
 
 def start_sidecars(plan: PodPlan, environ: Mapping[str, str], log: Callable[[str], None]) -> None:

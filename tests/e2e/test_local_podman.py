@@ -30,7 +30,7 @@ from tests.support import evil_agent
 from tests.support.git_remotes import BASE_BRANCH, BareRemote, git
 from tests.support.node_images import CONTAINERS_CONF
 from tests.support.runner_harness import offline_env
-from tests.support.scripted_model import ScriptedModel
+from tests.support.scripted_model import ScriptedModel, Turn, write
 from tests.support.testenv import TestEnv
 
 pytestmark = pytest.mark.e2e
@@ -55,6 +55,29 @@ HOST_LOOPBACK = "10.0.2.2"
 def podman(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["podman", *args], capture_output=True, text=True,
                           env={**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)})
+
+
+def podman_environ(tmp_path: Path, model: ScriptedModel, home: Path, image: str, testenv: TestEnv) -> dict[str, str]:
+    """The developer's environment for podman tasks: the chart's values for the scripted model (reached
+    by the proxy at the host's loopback), the LLM key under the name the provider's secretKey gives."""
+    port = model.base_url.rsplit(":", 1)[1].split("/")[0]
+    values = tmp_path / "local-values.yaml"
+    values.write_text(yaml.safe_dump({
+        "opencode": {"model": model.model},
+        "llmProxy": {"providers": [
+            {"name": "scripted", "upstream": f"http://{HOST_LOOPBACK}:{port}/v1", "header": "Authorization",
+             "valuePrefix": "Bearer ", "secretKey": "SCRIPTED_API_KEY", "insecure": True}]},
+        "extraEnv": [
+            {"name": "AGENTIC_OPENCODE_CONFIG", "value": json.dumps(model.opencode_config())},
+            {"name": "npm_config_registry", "value": "http://127.0.0.1:9/"},
+        ],
+    }))
+    return {
+        **offline_env(home), "SCRIPTED_API_KEY": LLM_KEY,
+        "AGENTIC_LOCAL_SANDBOX": "podman", "AGENTIC_LOCAL_IMAGE": image,
+        "AGENTIC_LOCAL_VALUES": str(values), "AGENTIC_LOCAL_PODMAN_NETWORK": NETWORK,
+        "AGENTIC_HELM": str(testenv.bin_dir / "helm"), "CONTAINERS_CONF": str(CONTAINERS_CONF),
+    }
 
 
 def test_every_attack_from_the_podman_pod_fails_and_the_honest_work_is_pushed(
@@ -95,26 +118,10 @@ def test_every_attack_from_the_podman_pod_fails_and_the_honest_work_is_pushed(
         records=[str(state / "process.json"), str(state / "spec.json")],
     )
     with ScriptedModel(evil_agent.script(targets)) as model:
-        port = model.base_url.rsplit(":", 1)[1].split("/")[0]
-        values = tmp_path / "local-values.yaml"
-        values.write_text(yaml.safe_dump({
-            "opencode": {"model": model.model},
-            "llmProxy": {"providers": [
-                {"name": "scripted", "upstream": f"http://{HOST_LOOPBACK}:{port}/v1", "header": "Authorization",
-                 "valuePrefix": "Bearer ", "secretKey": "SCRIPTED_API_KEY", "insecure": True}]},
-            "extraEnv": [
-                {"name": "AGENTIC_OPENCODE_CONFIG", "value": json.dumps(model.opencode_config())},
-                {"name": "npm_config_registry", "value": "http://127.0.0.1:9/"},
-            ],
-        }))
         environ = {
-            **offline_env(home), **SECRETS,
-            "SCRIPTED_API_KEY": LLM_KEY,
+            **podman_environ(tmp_path, model, home, agent_image, testenv), **SECRETS,
             "SSH_AUTH_SOCK": str(agent_dir / "agent.sock"), "KUBECONFIG": str(kubeconfig),
             "GIT_CONFIG_GLOBAL": str(gitconfig),
-            "AGENTIC_LOCAL_SANDBOX": "podman", "AGENTIC_LOCAL_IMAGE": agent_image,
-            "AGENTIC_LOCAL_VALUES": str(values), "AGENTIC_LOCAL_PODMAN_NETWORK": NETWORK,
-            "AGENTIC_HELM": str(testenv.bin_dir / "helm"), "CONTAINERS_CONF": str(CONTAINERS_CONF),
         }
         environ.pop("GIT_CONFIG_NOSYSTEM", None)
         settings = load_settings(environ={"AGENTIC_BACKEND": "local", "AGENTIC_REPO_ROOT": str(repo)})
@@ -173,3 +180,32 @@ def test_every_attack_from_the_podman_pod_fails_and_the_honest_work_is_pushed(
     # the pod and its volumes are gone; the state keeps the log and the result
     assert podman("pod", "exists", pod_name(job)).returncode == 1
     assert not (state / "pod").exists() and (state / "result.json").is_file()
+
+
+def test_cancel_stops_the_podman_task_pushes_its_work_so_far_and_removes_the_pod(
+        tmp_path: Path, remote: BareRemote, agent_image: str, testenv: TestEnv) -> None:
+    repo = tmp_path / "dev" / "project"
+    git("clone", "-q", "--branch", BASE_BRANCH, remote.url, str(repo))
+    home = tmp_path / "home"
+    (home / "tmp").mkdir(parents=True)
+    script = [Turn(tool_calls=(write("docs/T004.md", "# T004\n\nhalf done\n"),)),
+              Turn(text="Working on the rest...", hold=True)]
+    with ScriptedModel(script) as model:
+        environ = podman_environ(tmp_path, model, home, agent_image, testenv)
+        settings = load_settings(environ={"AGENTIC_BACKEND": "local", "AGENTIC_REPO_ROOT": str(repo)})
+        service = RunnerService(settings, backend_factory=lambda env, s: LocalBackend(env, s, environ=environ))
+        handle = service.spawn_task(SpawnTaskRequest(task_id="T004", description="Write docs/T004.md"))
+        model.recorded.wait_for(2, timeout=300)  # the file is written, the agent waits on the model
+        assert service.status(TaskRequest(task_id="T004")).phase == "running"
+        assert podman("pod", "exists", pod_name(handle.job)).returncode == 0
+
+        result = service.cancel(TaskRequest(task_id="T004"))
+    branch = f"agentic/{BASE_BRANCH}/T004"
+    assert result.deleted_jobs == [handle.job]
+    # SIGTERM reached the runner in the container: it committed and pushed the work so far
+    assert remote.log(branch)[0].startswith("WIP T004: ")
+    assert remote.show(branch, "docs/T004.md") == "# T004\n\nhalf done\n"
+    assert result.result is not None and (result.result.status, result.result.pushed) == ("cancelled", True)
+    assert result.result.head_sha == remote.sha(branch)
+    assert podman("pod", "exists", pod_name(handle.job)).returncode == 1
+    assert not (repo / ".agentic-sdlc" / "state" / "dev" / handle.job).exists()

@@ -34,7 +34,7 @@ def test_a_limit_podman_cannot_take_is_refused_naming_it(bad: str) -> None:
 
 
 def test_pod_names_fit_podman_and_the_image_splits_into_repository_and_tag() -> None:
-    assert pod_name("agentic-t001-abc") == "agentic-agentic-t001-abc"
+    assert pod_name("agentic-t001-abc") == "agentic-t001-abc" and pod_name("t1") == "agentic-t1"
     assert len(pod_name("x" * 80)) == 63
     settings = PodmanSettings("localhost:5000/agent:v1@sha256:" + "a" * 64, "podman", "helm", Path("chart"), (), None)
     assert settings.image_parts() == ("localhost:5000/agent", "v1")
