@@ -63,6 +63,8 @@ FOLLOW_TIMEOUT = (5.0, 60.0)
 """(connect, read) seconds of a follow stream: one silent for a minute is opened again."""
 LIST_TAIL_LINES = 20
 """Log lines a one-shot CLI listing reads per running task: its last line and usage so far among them."""
+TAIL_READERS = 8
+"""How many of those tails a one-shot CLI listing reads at a time."""
 ADMISSION_WAIT_SECONDS = 20.0
 """How long spawn retries while the chart's admission policy has not seen its PodTemplate yet (a
 release installed a moment ago)."""
@@ -367,21 +369,34 @@ class KubernetesBackend:
         of its newest pod (no request: a pod nobody followed shows none); with `read_tails` (a one-shot
         CLI listing, which holds nothing), the last LIST_TAIL_LINES of each running pod are read first."""
         now = datetime.now(UTC)
+        if read_tails:
+            self._read_tails(jobs, pods_by_job)
         statuses = []
         for job in jobs:
             pods = pods_by_job.get(job["metadata"]["name"], [])
             pod = newest(pods)
             line = usage_line = None
-            if read_tails and pod is not None and pod_started(pod) and not pod_terminated(pod):
-                name = pod["metadata"]["name"]
-                tail = self._log(name, {"tailLines": LIST_TAIL_LINES}).splitlines()
-                self.logs.note_lines(name, [t for t in tail if t.strip()])
             if last_lines and pod is not None:
                 line = self.logs.last_line(pod["metadata"]["name"])
                 usage_line = self.logs.last_usage_line(pod["metadata"]["name"])
             statuses.append(derive_status(job, pods, self.environment, now, line,
                                           log_usage=usage_from_lines([usage_line] if usage_line else [])))
         return statuses
+
+    def _read_tails(self, jobs: Sequence[Obj], pods_by_job: Mapping[str, list[Obj]]) -> None:
+        """The last LIST_TAIL_LINES of each running task's newest pod, TAIL_READERS requests at a time,
+        noted for the relay's last line and usage so far."""
+        running = []
+        for job in jobs:
+            pod = newest(pods_by_job.get(job["metadata"]["name"], []))
+            if pod is not None and pod_started(pod) and not pod_terminated(pod):
+                running.append(pod["metadata"]["name"])
+        if not running:
+            return
+        with ThreadPoolExecutor(max_workers=min(TAIL_READERS, len(running))) as pool:
+            tails = pool.map(lambda name: self._log(name, {"tailLines": LIST_TAIL_LINES}), running)
+            for name, tail in zip(running, tails, strict=True):
+                self.logs.note_lines(name, [t for t in tail.splitlines() if t.strip()])
 
     def list_tasks(self, read_tails: bool = False) -> list[TaskStatus]:
         jobs, pods_by_job, _meta = self._jobs_and_pods()

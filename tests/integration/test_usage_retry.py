@@ -74,6 +74,22 @@ def test_budget_refusals_name_the_field_and_create_nothing(cli: Cli) -> None:
     assert cli.cluster.jobs() == []
 
 
+def test_a_one_shot_list_reads_the_tail_of_every_running_task(cli: Cli) -> None:
+    """The CLI holds no follow streams: each running task's last lines are read (several at a time)."""
+    tasks = {"T002": 1, "T003": 2, "T004": 3}
+    for task_id, steps in tasks.items():
+        pod = cli.cluster.pod_of(spawn(cli, task_id))
+        cli.cluster.log(pod, usage_line(steps, 0.001 * steps), f"{task_id} is working")
+    def all_working() -> dict[str, dict] | None:
+        listed = agents(cli)
+        lines = [a.get("last_log_line") or "" for a in listed.values()]
+        return listed if len(listed) == 3 and all(line.endswith("working") for line in lines) else None
+
+    listed = wait_until(all_working, message="every task's last line in list")
+    assert {t: a["last_log_line"] for t, a in listed.items()} == {t: f"{t} is working" for t in tasks}
+    assert {t: a["usage"]["steps"] for t, a in listed.items()} == tasks
+
+
 def test_usage_so_far_then_the_final_usage_in_list_status_and_the_speckit_files(cli: Cli) -> None:
     job = spawn(cli, "T002")
     pod = cli.cluster.pod_of(job)
