@@ -1,10 +1,10 @@
 """A thin JSON client over the Kubernetes API (the `kubernetes` package does auth and transport).
 
-The backend works with plain JSON dicts: it reads objects back as the API server sends them and
-writes only the fields it means to. Every failure becomes a `RunnerError` a user can act on:
-403 -> `Forbidden` (verb, resource, namespace), an unreachable server -> `BackendUnavailable`.
-404, 400, 409 and 410 are raised as `NotFound`, `BadRequest`, `AlreadyExists`, `Gone` for the backend
-to handle.
+The backend works with plain JSON dicts: it reads objects back as the API server sends them (a
+listing, only the fields it reads: `mcp_server.backends.brief`) and writes only the fields it means
+to. Every failure becomes a `RunnerError` a user can act on: 403 -> `Forbidden` (verb, resource,
+namespace), an unreachable server -> `BackendUnavailable`. 404, 400, 409 and 410 are raised as
+`NotFound`, `BadRequest`, `AlreadyExists`, `Gone` for the backend to handle.
 """
 
 from __future__ import annotations

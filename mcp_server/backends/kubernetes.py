@@ -5,7 +5,8 @@ podtemplates get/list. Nothing else: the task context travels in a pod annotatio
 PodTemplate mounts through the downward API (no ConfigMap, no Secret).
 
 Requests per operation: a listing (list_tasks, log_streams, cleanup) is one LIST of Jobs and one of
-pods, whatever the number of tasks; no log is read for it (a task's last line is the one the log
+pods, whatever the number of tasks, each decoded to only the fields a status is derived from
+(`mcp_server.backends.brief`); no log is read for it (a task's last line is the one the log
 relay holds, `mcp_server.logs.follow`). A running pod's log, once a waiting stream_task_logs call
 read it, is followed by one open request, read from memory afterwards.
 """
