@@ -1,10 +1,10 @@
 """A thin JSON client over the Kubernetes API (the `kubernetes` package does auth and transport).
 
-The backend works with plain JSON dicts: it reads objects back as the API server sends them and
-writes only the fields it means to. Every failure becomes a `RunnerError` a user can act on:
-403 -> `Forbidden` (verb, resource, namespace), an unreachable server -> `BackendUnavailable`.
-404, 400, 409 and 410 are raised as `NotFound`, `BadRequest`, `AlreadyExists`, `Gone` for the backend
-to handle.
+The backend works with plain JSON dicts: it reads objects back as the API server sends them (a
+listing, only the fields it reads: `mcp_server.backends.brief`) and writes only the fields it means
+to. Every failure becomes a `RunnerError` a user can act on: 403 -> `Forbidden` (verb, resource,
+namespace), an unreachable server -> `BackendUnavailable`. 404, 400, 409 and 410 are raised as
+`NotFound`, `BadRequest`, `AlreadyExists`, `Gone` for the backend to handle.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -125,7 +126,10 @@ class KubeClient:
         body: dict[str, Any] | None = None,
         timeout: tuple[float, float] | None = None,
         text: bool = False,
+        decode: Callable[[bytes], Any] | None = None,
     ) -> Any:
+        """The response's JSON body (`decode`: how to parse it; default json.loads), or with `text` its
+        text."""
         response = self._send(method, path, access, query, body, timeout, text)
         try:
             response.read()
@@ -141,7 +145,7 @@ class KubeClient:
         if 200 <= status < 300:
             if text:
                 return data.decode("utf-8", errors="replace")
-            return json.loads(data) if data else {}
+            return (decode or json.loads)(data) if data else {}
         self._raise(status, data, access)
 
     def stream(

@@ -5,7 +5,8 @@ podtemplates get/list. Nothing else: the task context travels in a pod annotatio
 PodTemplate mounts through the downward API (no ConfigMap, no Secret).
 
 Requests per operation: a listing (list_tasks, log_streams, cleanup) is one LIST of Jobs and one of
-pods, whatever the number of tasks; no log is read for it (a task's last line is the one the log
+pods, whatever the number of tasks, each decoded to only the fields a status is derived from
+(`mcp_server.backends.brief`); no log is read for it (a task's last line is the one the log
 relay holds, `mcp_server.logs.follow`). A running pod's log, once a waiting stream_task_logs call
 read it, is followed by one open request, read from memory afterwards.
 """
@@ -14,12 +15,13 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mcp_server import naming, repohosts
+from mcp_server.backends import brief as brief_view
 from mcp_server.backends.base import CONTINUE_ALLOWED, TaskPage, check_same_repo, cleanup_choice, pick_one
 from mcp_server.backends.final_result import FinalResult
 from mcp_server.config import EnvironmentSettings, Settings
@@ -303,28 +305,39 @@ class KubernetesBackend:
 
     # -- reading ---------------------------------------------------------------------------------
 
-    def _list(self, path: str, resource: str, selector: str, query: Mapping[str, Any] | None = None) -> Obj:
+    def _list(
+        self, path: str, resource: str, selector: str, query: Mapping[str, Any] | None = None,
+        decode: Callable[[bytes], Any] | None = None,
+    ) -> Obj:
         return dict(
             self.kube.request(
-                "GET", path, self._access("list", resource), query={"labelSelector": selector, **(query or {})}
+                "GET", path, self._access("list", resource), query={"labelSelector": selector, **(query or {})},
+                decode=decode,
             )
         )
 
     def _jobs_and_pods(
         self, ref: TaskRef | None = None, limit: int | None = None, token: str | None = None,
-        all_attempts: bool = False,
+        all_attempts: bool = False, brief: bool = False,
     ) -> tuple[list[Obj], dict[str, list[Obj]], Obj]:
         """The environment's task Jobs (one LIST; a page of `limit` from `token` on) and their pods
         by Job name (one LIST: of the page's Jobs only, when paged), and the Jobs' list metadata; of a
-        retried task only its latest attempt unless `all_attempts`."""
+        retried task only its latest attempt unless `all_attempts`. `brief`: only the fields a status
+        is derived from (`mcp_server.backends.brief`), for the callers that need no more."""
+        jobs_decode = brief_view.decode_job_list if brief else None
+        pods_decode = brief_view.decode_pod_list if brief else None
         selector = naming.selector(
             self.environment, ref.task_id if ref else None, ref.base_branch if ref else None
         )
         paged = limit is not None or token is not None
         # Unpaged, the two lists go at once (the pods' selector does not wait for the Jobs).
-        pods_later = None if paged else self._lister.submit(self._list, self._pods, "pods", selector)
+        pods_later = (
+            None if paged else self._lister.submit(self._list, self._pods, "pods", selector, None, pods_decode)
+        )
         try:
-            listed = self._list(self._jobs, "jobs.batch", selector, {"limit": limit, "continue": token})
+            listed = self._list(
+                self._jobs, "jobs.batch", selector, {"limit": limit, "continue": token}, jobs_decode
+            )
         except (BadRequest, Gone) as exc:
             if token is None:
                 raise RunnerError(f"the Kubernetes API server refused to list jobs.batch: {exc}") from None
@@ -337,7 +350,7 @@ class KubernetesBackend:
             pods = pods_later.result().get("items") or []
         elif jobs:
             pod_selector = f"{selector},batch.kubernetes.io/job-name in ({','.join(sorted(pods_by_job))})"
-            pods = self._list(self._pods, "pods", pod_selector).get("items") or []
+            pods = self._list(self._pods, "pods", pod_selector, decode=pods_decode).get("items") or []
         for pod in pods:
             owner = (pod["metadata"].get("labels") or {}).get("batch.kubernetes.io/job-name") or (
                 pod["metadata"].get("labels") or {}
@@ -399,13 +412,13 @@ class KubernetesBackend:
                 self.logs.note_lines(name, [t for t in tail.splitlines() if t.strip()])
 
     def list_tasks(self, read_tails: bool = False) -> list[TaskStatus]:
-        jobs, pods_by_job, _meta = self._jobs_and_pods()
+        jobs, pods_by_job, _meta = self._jobs_and_pods(brief=True)
         self.logs.keep_only(p["metadata"]["name"] for pods in pods_by_job.values() for p in pods)
         return self._statuses(jobs, pods_by_job, read_tails=read_tails)
 
     def list_page(self, limit: int | None, token: str | None, read_tails: bool = False) -> TaskPage:
         """A page of at most `limit` tasks from `token` (the API server's continue token) on."""
-        jobs, pods_by_job, meta = self._jobs_and_pods(limit=limit, token=token)
+        jobs, pods_by_job, meta = self._jobs_and_pods(limit=limit, token=token, brief=True)
         remaining = meta.get("remainingItemCount")
         return TaskPage(
             self._statuses(jobs, pods_by_job, read_tails=read_tails), meta.get("continue") or None,
@@ -455,7 +468,7 @@ class KubernetesBackend:
     def log_streams(self, refs: Sequence[TaskRef] | None) -> list[TaskStreams]:
         """Each selected task with its started pods (one LIST of Jobs, one of pods). A pod that has
         ended is read directly from then on (its follower, if any, is closed)."""
-        jobs, pods_by_job, _meta = self._jobs_and_pods()
+        jobs, pods_by_job, _meta = self._jobs_and_pods(brief=True)
         if refs is None:
             self.logs.keep_only(p["metadata"]["name"] for pods in pods_by_job.values() for p in pods)
         else:
@@ -591,7 +604,7 @@ class KubernetesBackend:
             return True
 
     def cleanup(self, older_than_seconds: float | None, dry_run: bool) -> CleanupResult:
-        jobs, pods_by_job, _meta = self._jobs_and_pods(all_attempts=True)
+        jobs, pods_by_job, _meta = self._jobs_and_pods(all_attempts=True, brief=True)
         statuses = self._statuses(jobs, pods_by_job, last_lines=False)
         taken, kept = cleanup_choice(statuses, older_than_seconds, datetime.now(UTC))
         chosen = [CleanupItem.from_status(status) for status in taken]
