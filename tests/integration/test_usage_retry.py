@@ -276,8 +276,9 @@ def test_list_watch_redraws_one_table_until_every_task_has_ended(cli: Cli, tmp_p
         status = tmux.wait_exit(60, "watch to end by itself")
         assert status == "0"
         final = tmux.plain()
-        # one table; both rows' PHASE column (a row's last-line column may quote a result line too)
-        assert final.count("TASK") == 1 and "succeeded 2 (q quits)" in final.splitlines()[0]
+        # one table and both rows' PHASE column (the header line may have scrolled away under tmux's
+        # "Pane is dead" line, and a row's last-line column may quote the result line)
+        assert final.count("TASK ") == 1
         rows = {line.split()[0]: line.split()[2] for line in final.splitlines() if line.startswith(("T002", "T003"))}
         assert rows == {"T002": "succeeded", "T003": "succeeded"}
         assert "total: 6 steps, 4 tool calls, 12.6k tokens, $0.0201" in final
