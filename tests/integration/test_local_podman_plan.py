@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import secrets
 import shlex
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from mcp_server.models import TaskSpec
 from tests.support.git_remotes import BASE_BRANCH, git, make_bare_remote
 from tests.support.testenv import TestEnv
 
-KEY = "sk-plan-test-4e1f0c9b7a"
+KEY = "sk-plan-" + secrets.token_hex(8)  # made at run time, as every test key
 PROVIDERS = [{"name": "scripted", "upstream": "http://10.0.2.2:9999/v1", "header": "Authorization",
               "valuePrefix": "Bearer ", "secretKey": "SCRIPTED_API_KEY", "insecure": True}]
 
