@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -36,17 +35,7 @@ from tests.support.testenv import TestEnv
 pytestmark = pytest.mark.e2e
 
 TASK_BRANCH = f"agentic/{BASE_BRANCH}/T001"
-# made at run time: a literal in this file could be found by the agent's search of the disk
-SECRETS = {
-    "GITHUB_TOKEN": "ghp_" + secrets.token_hex(12),
-    "AWS_SECRET_ACCESS_KEY": "aws-" + secrets.token_hex(12),
-    "AGENTIC_GIT_TOKEN": "glpat-" + secrets.token_hex(12),
-}
 LLM_KEY = "sk-local-" + secrets.token_hex(12)
-SSH_KEY = ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA" + secrets.token_hex(16) + "\n"
-           "-----END OPENSSH PRIVATE KEY-----\n")
-KUBE_SECRET = "client-key-data: " + secrets.token_hex(16)
-STORED_PASSWORD = "pw-" + secrets.token_hex(12)
 # slirp4netns: the pod's own network namespace; the host's loopback (the scripted model) is 10.0.2.2
 NETWORK = "slirp4netns:allow_host_loopback=true"
 HOST_LOOPBACK = "10.0.2.2"
@@ -82,46 +71,25 @@ def podman_environ(tmp_path: Path, model: ScriptedModel, home: Path, image: str,
 
 def test_every_attack_from_the_podman_pod_fails_and_the_honest_work_is_pushed(
         tmp_path: Path, remote: BareRemote, agent_image: str, testenv: TestEnv) -> None:
-    repo = tmp_path / "dev" / "project"
-    git("clone", "-q", "--branch", BASE_BRANCH, remote.url, str(repo))
-    common = repo / ".git"
-    hooks_before = sorted(p.name for p in (common / "hooks").iterdir())
-    config_before = (common / "config").read_text()
-    home = tmp_path / "home"
-    (home / "tmp").mkdir(parents=True)
-    (home / ".ssh").mkdir()
-    (home / ".ssh" / "id_ed25519").write_text(SSH_KEY)
-    (home / ".kube").mkdir()
-    kubeconfig = home / ".kube" / "config"
-    kubeconfig.write_text(f"apiVersion: v1\nkind: Config\nusers:\n- name: prod-admin\n  user:\n    {KUBE_SECRET}\n")
-    (home / ".git-credentials").write_text(f"https://dev:{STORED_PASSWORD}@git.example.com\n")
-    gitconfig = home / ".gitconfig"
-    gitconfig.write_text("[user]\n\tname = Developer\n")
-    agent_dir = home / ".ssh-agent"
-    agent_dir.mkdir()
-    ssh_sock = socket.socket(socket.AF_UNIX)
-    ssh_sock.bind(str(agent_dir / "agent.sock"))
-    ssh_sock.listen(1)
-    evil = BareRemote(tmp_path / "evil.git")
-    subprocess.run(["git", "init", "-q", "--bare", str(evil.path)], check=True)
+    dev = evil_agent.DeveloperMachine.make(tmp_path, remote.url, BASE_BRANCH)
+    repo, home, common = dev.repo, dev.home, dev.repo / ".git"
     base, main = remote.sha(BASE_BRANCH), remote.sha("main")
 
     job = naming.job_name("T001", BASE_BRANCH)
     state = repo / ".agentic-sdlc" / "state" / "dev" / job
     targets = evil_agent.Targets(
         repo_url=remote.url, task_branch=TASK_BRANCH, queue="/run/agentic/push",
-        credential_files=[str(home / ".ssh" / "id_ed25519"), str(kubeconfig), str(home / ".git-credentials"),
-                          str(agent_dir / "agent.sock"), "/etc/agentic-sdlc/llm/SCRIPTED_API_KEY",
+        credential_files=[*dev.credential_files, "/etc/agentic-sdlc/llm/SCRIPTED_API_KEY",
                           str(state / "pod" / "llm-proxy.env")],
         search_roots=("/tmp", "/run", "/etc/agentic-sdlc", "$HOME", "/workspace", str(tmp_path)),
-        evil_url=evil.url, developer_git_dir=str(common),
+        evil_url=f"file://{dev.evil}", developer_git_dir=str(common),
         records=[str(state / "process.json"), str(state / "spec.json")],
     )
     with ScriptedModel(evil_agent.script(targets)) as model:
         environ = {
-            **podman_environ(tmp_path, model, home, agent_image, testenv), **SECRETS,
-            "SSH_AUTH_SOCK": str(agent_dir / "agent.sock"), "KUBECONFIG": str(kubeconfig),
-            "GIT_CONFIG_GLOBAL": str(gitconfig),
+            **podman_environ(tmp_path, model, home, agent_image, testenv), **evil_agent.DEVELOPER_SECRETS,
+            "SSH_AUTH_SOCK": str(dev.agent_sock), "KUBECONFIG": str(dev.kubeconfig),
+            "GIT_CONFIG_GLOBAL": str(dev.gitconfig),
         }
         environ.pop("GIT_CONFIG_NOSYSTEM", None)
         settings = load_settings(environ={"AGENTIC_BACKEND": "local", "AGENTIC_REPO_ROOT": str(repo)})
@@ -135,7 +103,7 @@ def test_every_attack_from_the_podman_pod_fails_and_the_honest_work_is_pushed(
             time.sleep(0.5)
         assert status is not None and status.finished, status
         log = (state / "log").read_text()
-    ssh_sock.close()
+    dev.sock.close()
 
     assert status.result is not None, log[-5000:]
     assert (status.result.status, status.result.pushed) == ("succeeded", True), log[-6000:]
@@ -152,10 +120,10 @@ def test_every_attack_from_the_podman_pod_fails_and_the_honest_work_is_pushed(
     assert model.recorded.authorizations and set(model.recorded.authorizations) == {f"Bearer {LLM_KEY}"}
 
     # the developer's repository, hooks and ~/.gitconfig are as they were; the evil remote got nothing
-    assert (common / "config").read_text() == config_before
-    assert sorted(p.name for p in (common / "hooks").iterdir()) == hooks_before
-    assert gitconfig.read_text() == "[user]\n\tname = Developer\n"
-    assert git("--git-dir", str(evil.path), "for-each-ref") == ""
+    assert (common / "config").read_text() == dev.config_before
+    assert sorted(p.name for p in (common / "hooks").iterdir()) == dev.hooks_before
+    assert dev.gitconfig.read_text() == "[user]\n\tname = Developer\n"
+    assert git("--git-dir", str(dev.evil), "for-each-ref") == ""
     attacks = evil_agent.attack_lines(evil_agent.tool_outputs(log))
     assert "ATTACK plant: developer hook refused" in attacks and "ATTACK plant: developer config refused" in attacks
     assert f"ATTACK plant: {state / 'process.json'} refused" in attacks
@@ -169,7 +137,7 @@ def test_every_attack_from_the_podman_pod_fails_and_the_honest_work_is_pushed(
     # nothing of the developer's credentials, nor the LLM key, in what the agent gathered and pushed
     loot = remote.show(TASK_BRANCH, "loot.txt")
     assert "== env" in loot and "-- /proc/1/environ" in loot
-    for secret in [*SECRETS.values(), LLM_KEY, SSH_KEY.splitlines()[1], KUBE_SECRET, STORED_PASSWORD]:
+    for secret in [*dev.secrets(), LLM_KEY]:
         assert secret not in loot, secret
     env_part = loot.split("== proc", 1)[0]
     assert "SSH_AUTH_SOCK" not in env_part and "KUBECONFIG" not in env_part and "GITHUB_TOKEN" not in env_part
