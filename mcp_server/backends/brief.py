@@ -22,21 +22,17 @@ from typing import Any, TypedDict
 import msgspec
 
 
-class _JobMeta(TypedDict, total=False):
-    name: str
-    namespace: str
-    creationTimestamp: str | None
-    deletionTimestamp: str | None
-    labels: dict[str, str] | None
-    annotations: dict[str, str] | None
-
-
 class _PodMeta(TypedDict, total=False):
     name: str
     namespace: str
     creationTimestamp: str | None
     deletionTimestamp: str | None
     labels: dict[str, str] | None
+
+
+class _JobMeta(_PodMeta, total=False):
+    annotations: dict[str, str] | None
+    """A Job's (task id, repo, description...); a pod's are left out: its task context is large."""
 
 
 class _Condition(TypedDict, total=False):
