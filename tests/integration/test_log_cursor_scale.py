@@ -31,9 +31,11 @@ KWOK_NODES = ("kwok-node-0", "kwok-node-1")
 
 
 @pytest.fixture
-def roomy_nodes(testenv: TestEnv) -> Iterator[None]:
+def roomy_nodes(testenv: TestEnv, namespace: str) -> Iterator[None]:
     """The test control plane's two kwok nodes room for a thousand agent pods (their capacity, as
-    the node reports it), put back afterwards."""
+    the node reports it), put back afterwards, once the test's Jobs and pods are gone. (Put back
+    while the thousand pods still sat on the nodes, the nodes were over capacity and the next test's
+    pod stayed unschedulable until the namespace's deletion had drained them.)"""
     core = client.CoreV1Api(testenv.api_client())
     before = {name: core.read_node_status(name).status for name in KWOK_NODES}
 
@@ -45,8 +47,17 @@ def roomy_nodes(testenv: TestEnv) -> Iterator[None]:
     try:
         yield
     finally:
-        for name, status in before.items():
-            patch(name, dict(status.capacity), dict(status.allocatable))
+        try:
+            client.BatchV1Api(testenv.api_client()).delete_collection_namespaced_job(
+                namespace, propagation_policy="Background"
+            )
+            wait_until(
+                lambda: not core.list_namespaced_pod(namespace, limit=1).items,
+                timeout=900, interval=2, message=f"the pods of namespace {namespace} to be deleted",
+            )
+        finally:
+            for name, status in before.items():
+                patch(name, dict(status.capacity), dict(status.allocatable))
 
 
 def running_pods(cluster: Cluster) -> dict[str, str] | None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.conftest import wait_until
@@ -131,7 +132,29 @@ class Cluster:
                     return str(pod["metadata"]["name"])
             return None
 
-        return str(wait_until(find, message=f"a running pod of Job {job}"))
+        try:
+            return str(wait_until(find, message=f"a running pod of Job {job}"))
+        except pytest.fail.Exception as exc:
+            pytest.fail(f"{exc}\n{self.why_not_running(job)}")
+
+    def why_not_running(self, job: str) -> str:
+        """The Job's pods (phase, conditions) and the namespace's Warning events, for a failure message."""
+        lines = []
+        for pod in self.pods(job):
+            status = pod.get("status", {})
+            conditions = [
+                f"{c['type']}={c['status']} {c.get('reason', '')} {c.get('message', '')}".strip()
+                for c in status.get("conditions") or []
+            ]
+            lines.append(f"pod {pod['metadata']['name']}: {status.get('phase')}; {'; '.join(conditions)}")
+        events = self.testenv.kubectl(
+            "get", "events", "-n", self.namespace, "--field-selector", "type=Warning",
+            "-o", "custom-columns=OBJECT:.involvedObject.name,REASON:.reason,MESSAGE:.message", "--no-headers",
+        ).stdout.strip()
+        jobs = [j["metadata"]["name"] for j in self.jobs()]
+        return "\n".join(
+            [f"Jobs: {jobs}", *(lines or [f"no pod of Job {job}"]), "warning events:", events or "(none)"]
+        )
 
     def finish(self, pod: str, exit_code: int, message: str = "") -> None:
         """Make the pod's container exit (kwok stage pod-complete) with a termination message."""
