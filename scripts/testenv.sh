@@ -472,8 +472,10 @@ spec:
       read_event line 0.05 || break
     done
     [[ -n $docs ]] || continue
-    # The Logs objects first: once the file exists, a test may expect it to be served.
-    admin_kubectl apply -f - >/dev/null <<<"$docs" ||
+    # The Logs objects first: once the file exists, a test may expect it to be served. Server-side
+    # apply creates or updates in one request, so a test's own provision_logs of the same pods (same
+    # field manager) never races this one into AlreadyExists.
+    admin_kubectl apply --server-side --force-conflicts --field-manager log-provisioner -f - >/dev/null <<<"$docs" ||
       echo "log-provisioner: could not create Logs for ${#files[@]} pod(s): ${files[*]}"
     for f in "${files[@]}"; do
       [[ -e $f ]] || : >"$f"

@@ -70,6 +70,13 @@ class TestEnvError(RuntimeError):
     """The control plane could not be started or reached."""
 
 
+class CommandFailed(subprocess.CalledProcessError):
+    """A kubectl/helm run that failed; its message carries the end of the command's stderr."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}\n{(self.stderr or '')[-4000:]}"
+
+
 def _parse_exports(text: str) -> dict[str, str]:
     exports: dict[str, str] = {}
     for line in text.splitlines():
@@ -125,17 +132,22 @@ class TestEnv:
 
     def kubectl(self, *args: str, who: str = "admin", check: bool = True, input: str | None = None,
                 timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(self.bin_dir / "kubectl"), *args], env=self.environ(who), capture_output=True,
-            text=True, check=check, input=input, timeout=timeout,
-        )
+        return self._run("kubectl", args, who, check, input, timeout)
 
     def helm(self, *args: str, who: str = "admin", check: bool = True,
              timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(self.bin_dir / "helm"), *args], env=self.environ(who), capture_output=True,
-            text=True, check=check, timeout=timeout,
+        return self._run("helm", args, who, check, None, timeout)
+
+    def _run(self, tool: str, args: tuple[str, ...], who: str, check: bool, input: str | None,
+             timeout: float) -> subprocess.CompletedProcess[str]:
+        """Run kubectl/helm as `who`; with `check`, a failure raises naming the command and its stderr."""
+        proc = subprocess.run(
+            [str(self.bin_dir / tool), *args], env=self.environ(who), capture_output=True,
+            text=True, input=input, timeout=timeout,
         )
+        if check and proc.returncode != 0:
+            raise CommandFailed(proc.returncode, proc.args, proc.stdout, proc.stderr)
+        return proc
 
     @property
     def node(self) -> RealNode:
@@ -191,8 +203,9 @@ class TestEnv:
                 "metadata": {"name": pod, "namespace": namespace},
                 "spec": {"logs": [{"logsFile": str(path), "follow": True}]},
             })
-        if docs:
-            self.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}),
+        if docs:  # as the provisioner applies them (scripts/testenv.sh): one field manager, no race
+            self.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager", "log-provisioner",
+                         "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}),
                          timeout=600)
         for doc in docs:
             path = Path(doc["spec"]["logs"][0]["logsFile"])
