@@ -105,7 +105,9 @@ def _quiet() -> Any:
 
 @contextmanager
 def world(testenv: TestEnv, kmcp: str, values: dict[str, Any] | None = None, tag: str = "bench") -> Iterator[World]:
-    """A namespace with the chart installed and a repository beside it; the namespace is deleted after."""
+    """A namespace with the chart installed and a repository beside it; the namespace is deleted after,
+    and waited for: the next figure starts on a quiet control plane (a thousand pods still being
+    deleted doubled the log relay's p95)."""
     import tempfile
 
     name = f"{tag}-{uuid.uuid4().hex[:6]}"
@@ -120,3 +122,6 @@ def world(testenv: TestEnv, kmcp: str, values: dict[str, Any] | None = None, tag
     finally:
         for namespace in (name, seed):
             testenv.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        for namespace in (name, seed):
+            testenv.kubectl("wait", "--for=delete", f"namespace/{namespace}", "--timeout=600s", check=False,
+                            timeout=660)
