@@ -186,8 +186,6 @@ DEVELOPER_SECRETS = {
     "AWS_SECRET_ACCESS_KEY": "aws-" + secrets.token_hex(12),
     "AGENTIC_GIT_TOKEN": "glpat-" + secrets.token_hex(12),
 }
-SSH_KEY = ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA" + secrets.token_hex(16) + "\n"
-           "-----END OPENSSH PRIVATE KEY-----\n")
 KUBE_SECRET = "client-key-data: " + secrets.token_hex(16)
 STORED_PASSWORD = "pw-" + secrets.token_hex(12)
 GITCONFIG = "[user]\n\tname = Developer\n"
@@ -208,6 +206,9 @@ class DeveloperMachine:
     hooks_before: list[str]
     config_before: str
     sock: socket.socket
+    ssh_key_lines: list[str]
+    """The ssh key's body lines that differ from key to key (the first one is the same in every ed25519
+    key), each of which a leak would carry."""
 
     @classmethod
     def make(cls, tmp_path: Path, remote_url: str, base_branch: str) -> DeveloperMachine:
@@ -216,7 +217,9 @@ class DeveloperMachine:
         home = tmp_path / "home"
         (home / "tmp").mkdir(parents=True)
         (home / ".ssh").mkdir()
-        (home / ".ssh" / "id_ed25519").write_text(SSH_KEY)
+        ssh_key = home / ".ssh" / "id_ed25519"  # a real key, made now: none sits in a file of the repository
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "dev@test", "-f", str(ssh_key)],
+                       check=True)
         (home / ".kube").mkdir()
         kubeconfig = home / ".kube" / "config"
         kubeconfig.write_text(f"apiVersion: v1\nkind: Config\nusers:\n- name: prod-admin\n  user:\n    {KUBE_SECRET}\n")
@@ -232,7 +235,8 @@ class DeveloperMachine:
         subprocess.run(["git", "init", "-q", "--bare", str(evil)], check=True)
         common = repo / ".git"
         return cls(repo, home, kubeconfig, gitconfig, agent_sock, evil,
-                   sorted(p.name for p in (common / "hooks").iterdir()), (common / "config").read_text(), sock)
+                   sorted(p.name for p in (common / "hooks").iterdir()), (common / "config").read_text(), sock,
+                   ssh_key.read_text().splitlines()[2:-1])
 
     @property
     def credential_files(self) -> list[str]:
@@ -240,4 +244,4 @@ class DeveloperMachine:
                 str(self.agent_sock)]
 
     def secrets(self) -> list[str]:
-        return [*DEVELOPER_SECRETS.values(), SSH_KEY.splitlines()[1], KUBE_SECRET, STORED_PASSWORD]
+        return [*DEVELOPER_SECRETS.values(), *self.ssh_key_lines, KUBE_SECRET, STORED_PASSWORD]
