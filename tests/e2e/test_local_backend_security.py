@@ -8,7 +8,6 @@ ref moves, and the task branch gets the honest work."""
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from pathlib import Path
 
@@ -28,7 +27,6 @@ from tests.support.scripted_model import ScriptedModel
 pytestmark = pytest.mark.e2e
 
 TASK_BRANCH = f"agentic/{BASE_BRANCH}/T001"
-
 
 
 def test_every_attack_on_the_local_backend_fails(tmp_path: Path, remote: BareRemote, opencode_bin: str) -> None:
@@ -77,12 +75,7 @@ def test_every_attack_on_the_local_backend_fails(tmp_path: Path, remote: BareRem
     assert answers[102]["fallback_ref"] == f"refs/heads/{TASK_BRANCH}-wip-102"
     assert answers[103]["refused"] == [".github/workflows/evil.yml"]
 
-    # the developer's repository config, hooks and ~/.gitconfig are as they were
-    assert (common / "config").read_text() == dev.config_before
-    assert sorted(p.name for p in (common / "hooks").iterdir()) == dev.hooks_before
-    assert dev.gitconfig.read_text() == "[user]\n\tname = Developer\n"
-    assert subprocess.run(["git", "--git-dir", str(dev.evil), "for-each-ref"], capture_output=True,
-                          text=True).stdout == ""
+    dev.assert_untouched()  # the developer's repository config, hooks, ~/.gitconfig; the evil remote
     attacks = evil_agent.attack_lines(evil_agent.tool_outputs(log))
     assert "ATTACK plant: developer hook refused" in attacks and "ATTACK plant: developer config refused" in attacks
     assert "ATTACK plant: wrote the developer hook" not in attacks

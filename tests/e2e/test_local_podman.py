@@ -119,11 +119,7 @@ def test_every_attack_from_the_podman_pod_fails_and_the_honest_work_is_pushed(
     # the model got the key from the proxy, on every request; the agent never had it
     assert model.recorded.authorizations and set(model.recorded.authorizations) == {f"Bearer {LLM_KEY}"}
 
-    # the developer's repository, hooks and ~/.gitconfig are as they were; the evil remote got nothing
-    assert (common / "config").read_text() == dev.config_before
-    assert sorted(p.name for p in (common / "hooks").iterdir()) == dev.hooks_before
-    assert dev.gitconfig.read_text() == "[user]\n\tname = Developer\n"
-    assert git("--git-dir", str(dev.evil), "for-each-ref") == ""
+    dev.assert_untouched()  # the developer's repository config, hooks, ~/.gitconfig; the evil remote
     attacks = evil_agent.attack_lines(evil_agent.tool_outputs(log))
     assert "ATTACK plant: developer hook refused" in attacks and "ATTACK plant: developer config refused" in attacks
     assert f"ATTACK plant: {state / 'process.json'} refused" in attacks

@@ -245,3 +245,14 @@ class DeveloperMachine:
 
     def secrets(self) -> list[str]:
         return [*DEVELOPER_SECRETS.values(), *self.ssh_key_lines, KUBE_SECRET, STORED_PASSWORD]
+
+    def assert_untouched(self) -> None:
+        """The developer's repository config, hooks and ~/.gitconfig are as they were, and the evil
+        remote (where a planted insteadOf would push) got nothing."""
+        common = self.repo / ".git"
+        assert (common / "config").read_text() == self.config_before
+        assert sorted(p.name for p in (common / "hooks").iterdir()) == self.hooks_before
+        assert self.gitconfig.read_text() == GITCONFIG
+        refs = subprocess.run(["git", "--git-dir", str(self.evil), "for-each-ref"], capture_output=True, text=True,
+                              check=True).stdout
+        assert refs == "", refs
